@@ -23,7 +23,6 @@ __all__ = ["Dataset", "load", "names", "LOADERS"]
 #: Registry: data set name -> "module:function". Explicit, so that an unknown name can list the valid ones.
 LOADERS: dict[str, str] = {
     "linear_ica": "ppzoo.data.linear_ica:load",
-    "conjugate_normal": "ppzoo.data.conjugate:load",
     "nonlinear_ica": "ppzoo.data.nonlinear_ica:load",
     "shapes": "ppzoo.data.shapes:load",
     "digits": "ppzoo.data.digits:load",

@@ -1,0 +1,130 @@
+"""NumPyro NUTS, wrapped: chains in parallel across devices, ArviZ sample-stat names, compile timed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from numpyro.infer import MCMC, NUTS
+
+from ppzoo.inference._base import EngineResult, Options, validate_positive
+
+__all__ = ["NUTSOptions", "run_nuts", "chain_stats_warnings"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NUTSOptions(Options):
+    """Settings of the ``"nuts"`` and ``"blackjax"`` engines.
+
+    Parameters
+    ----------
+    num_warmup, num_samples : int
+        Adaptation and kept iterations per chain.
+    num_chains : int
+        Chains, run in parallel across the available devices (CPU host devices on CPU).
+    target_accept_prob : float
+        Step-size adaptation target in (0, 1).
+    dense_mass : bool
+        Adapt a dense mass matrix instead of a diagonal one.
+    max_tree_depth : int
+        Maximal tree depth (a trajectory has at most ``2**max_tree_depth - 1`` leapfrog steps).
+    progress_bar : bool
+        Show progress (NumPyro engine only; BlackJAX runs the chains as one compiled program).
+    """
+
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    num_chains: int = 4
+    target_accept_prob: float = 0.8
+    dense_mass: bool = False
+    max_tree_depth: int = 10
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        validate_positive(
+            "NUTS", num_samples=self.num_samples, num_chains=self.num_chains, max_tree_depth=self.max_tree_depth
+        )
+        if isinstance(self.num_warmup, bool) or not isinstance(self.num_warmup, (int, np.integer)) or self.num_warmup < 0:
+            raise ValueError(f"NUTS option `num_warmup` must be a non-negative integer; got {self.num_warmup!r}.")
+        for name in ("num_samples", "num_chains", "max_tree_depth"):
+            if not isinstance(getattr(self, name), (int, np.integer)):
+                raise TypeError(f"NUTS option `{name}` must be an integer; got {getattr(self, name)!r}.")
+        if not 0.0 < self.target_accept_prob < 1.0:
+            raise ValueError(
+                f"NUTS option `target_accept_prob` must be in (0, 1); got {self.target_accept_prob!r}. "
+                "Typical values: 0.8, or 0.95 for hard geometry."
+            )
+
+
+def tree_depth_from_steps(num_steps: np.ndarray) -> np.ndarray:
+    """Tree depth of a NUTS trajectory with ``num_steps`` leapfrog steps (``2**d - 1`` at most)."""
+    return np.ceil(np.log2(np.asarray(num_steps, dtype=np.float64) + 1.0)).astype(np.int64)
+
+
+def chain_stats_warnings(stats: Mapping[str, np.ndarray], max_tree_depth: int) -> list[str]:
+    """Plain-language warnings a user must see about a set of NUTS chains."""
+    out = []
+    diverging = np.asarray(stats["diverging"])
+    if diverging.any():
+        out.append(
+            f"{int(diverging.sum())} divergent transitions ({diverging.mean():.1%} of draws): the posterior "
+            "may be biased; raise target_accept_prob or reparameterize."
+        )
+    saturated = np.asarray(stats["tree_depth"]) >= max_tree_depth
+    if saturated.mean() > 0.01:
+        out.append(f"{saturated.mean():.1%} of draws hit max_tree_depth={max_tree_depth}: sampling is inefficient.")
+    return out
+
+
+def run_nuts(
+    model: Callable[..., Any],
+    data: Mapping[str, Any],
+    key: jax.Array,
+    options: NUTSOptions,
+) -> EngineResult:
+    """Run NumPyro's NUTS on ``model(**data)``.
+
+    Chains run in parallel across ``jax.local_device_count()`` devices when there are enough of them
+    (one compiled program for all chains); otherwise one after another, with a warning.
+    """
+    parallel = jax.local_device_count() >= options.num_chains
+    kernel = NUTS(
+        model,
+        target_accept_prob=options.target_accept_prob,
+        dense_mass=options.dense_mass,
+        max_tree_depth=options.max_tree_depth,
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=options.num_warmup,
+        num_samples=options.num_samples,
+        num_chains=options.num_chains,
+        chain_method="parallel" if parallel else "sequential",
+        progress_bar=options.progress_bar and not parallel,
+    )
+    mcmc.run(
+        key,
+        extra_fields=("potential_energy", "diverging", "accept_prob", "num_steps", "energy", "adapt_state.step_size"),
+        **data,
+    )
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    stats = {
+        "lp": -extra["potential_energy"],
+        "diverging": extra["diverging"].astype(bool),
+        "acceptance_rate": extra["accept_prob"],
+        "n_steps": extra["num_steps"].astype(np.int64),
+        "tree_depth": tree_depth_from_steps(extra["num_steps"]),
+        "energy": extra["energy"],
+        "step_size": extra["adapt_state.step_size"],
+    }
+    warnings = chain_stats_warnings(stats, options.max_tree_depth)
+    if not parallel:
+        warnings.append(
+            f"{options.num_chains} chains ran one after another: only {jax.local_device_count()} device(s). "
+            "Import ppzoo before anything starts JAX to get parallel CPU chains."
+        )
+    return EngineResult(samples, stats, None, None, warnings)

@@ -1,0 +1,154 @@
+"""Conversion of a :class:`ppzoo.Fit` to ArviZ's ``xarray.DataTree``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import arviz_base
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer import Predictive, log_likelihood
+from numpyro.primitives import Messenger
+
+from ppzoo.inference._base import split_data
+
+if TYPE_CHECKING:
+    from ppzoo.fit import Fit
+
+__all__ = ["fit_to_datatree", "unobserve", "SAMPLE_STATS"]
+
+#: The sample-stat names ArviZ reads (arviz_stats.diagnose, plot_energy, ...).
+SAMPLE_STATS = ("diverging", "lp", "acceptance_rate", "tree_depth", "n_steps", "step_size", "energy")
+
+#: Above this many draws x log-likelihood elements, ``log_likelihood`` is thinned like the predictive.
+MAX_LOG_LIKELIHOOD_ELEMENTS = 20_000_000
+
+
+class unobserve(Messenger):
+    """Treat the named observed sites as unobserved, so they are sampled afresh (predictive checks).
+
+    Works on any model, whatever its signature: the data keep giving the shapes and plate sizes.
+    """
+
+    def __init__(self, fn: Callable | None = None, sites: set[str] | None = None) -> None:
+        self.sites = set(sites or ())
+        super().__init__(fn)
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.sites and msg["is_observed"]:
+            msg["value"] = None
+            msg["is_observed"] = False
+
+
+def _thin_index(num_draws: int, keep: int) -> np.ndarray:
+    if keep >= num_draws:
+        return np.arange(num_draws)
+    return np.unique(np.linspace(0, num_draws - 1, keep).round().astype(int))
+
+
+def _flatten(samples: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v.reshape((-1,) + v.shape[2:])) for k, v in samples.items()}
+
+
+def _unflatten(values: Mapping[str, Any], chains: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v).reshape((chains, -1) + np.shape(v)[1:]) for k, v in values.items()}
+
+
+def _run_model(fit: "Fit") -> Callable[..., Any]:
+    return handlers.substitute(fit.model, data=fit.fixed_params) if fit.fixed_params else (
+        handlers.substitute(fit.model, data=fit.params) if fit.params else fit.model
+    )
+
+
+def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int = 500) -> Any:
+    """Build the DataTree of a fit (see :meth:`ppzoo.Fit.to_arviz` for the groups and their sizes)."""
+    if predictive_draws < 1 or prior_draws < 1:
+        raise ValueError("`predictive_draws` and `prior_draws` must be positive.")
+    sites = fit.sites
+    model = _run_model(fit)
+    chains, draws = fit.num_chains, fit.num_draws
+    key_pp, key_prior = jax.random.split(fit.key if fit.key is not None else jax.random.key(0))
+    latent = {k: v for k, v in fit.samples.items() if k in sites.latent}
+
+    arrays, static = split_data(fit.data)
+
+    # log-likelihood: per observed site, batch axes only (event axes summed), every draw if it fits.
+    obs_elements = sum(int(np.prod(sites.values[s].shape[: len(sites.batch_dims[s])])) for s in sites.observed)
+    keep_ll = max(1, MAX_LOG_LIKELIHOOD_ELEMENTS // max(obs_elements * chains, 1))
+    ll_index = _thin_index(draws, keep_ll)
+
+    @jax.jit
+    def loglik_fn(samples, arrays):
+        return log_likelihood(model, samples, **arrays, **static)
+
+    loglik = _unflatten(loglik_fn(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays), chains)
+
+    # posterior predictive: observed sites resampled given each kept draw.
+    pp_index = _thin_index(draws, max(1, predictive_draws // chains))
+    unobserved = unobserve(model, sites=set(sites.observed))
+
+    @jax.jit
+    def post_pred_fn(key, samples, arrays):
+        predictive = Predictive(unobserved, posterior_samples=samples, return_sites=list(sites.observed))
+        return predictive(key, **arrays, **static)
+
+    post_pred = _unflatten(post_pred_fn(key_pp, _flatten({k: v[:, pp_index] for k, v in latent.items()}), arrays), chains)
+
+    # prior and prior predictive from the same program.
+    @jax.jit
+    def prior_fn(key, arrays):
+        predictive = Predictive(
+            unobserved,
+            num_samples=prior_draws,
+            return_sites=list(sites.latent) + list(sites.deterministic) + list(sites.observed),
+        )
+        return predictive(key, **arrays, **static)
+
+    prior_all = prior_fn(key_prior, arrays)
+    prior = {k: np.asarray(v)[None] for k, v in prior_all.items() if k not in sites.observed}
+    prior_pred = {k: np.asarray(v)[None] for k, v in prior_all.items() if k in sites.observed}
+
+    dims = {name: d for name, d in sites.dims.items()}
+    ll_dims = {name: d for name, d in sites.batch_dims.items()}
+    observed = {k: np.asarray(sites.values[k]) for k in sites.observed}
+    stats = {k: np.asarray(v) for k, v in fit.sample_stats.items()}
+    groups = {
+        "posterior": {k: np.asarray(v) for k, v in fit.samples.items()},
+        "sample_stats": stats,
+        "observed_data": observed,
+        "posterior_predictive": post_pred,
+        "prior": prior,
+        "prior_predictive": prior_pred,
+    }
+    tree = arviz_base.from_dict(groups, dims=dims)
+    ll_tree = arviz_base.from_dict({"log_likelihood": loglik}, dims=ll_dims)
+    tree["log_likelihood"] = ll_tree["log_likelihood"]
+    tree.attrs.update(_attrs(fit))
+    return tree
+
+
+def _attrs(fit: "Fit") -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for package in ("ppzoo", "jax", "numpyro", "blackjax", "flax", "arviz-base", "arviz-stats"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = "not installed"
+    attrs = {
+        "inference_library": {"svi": "numpyro", "nuts": "numpyro", "blackjax": "blackjax"}[fit.engine],
+        "ppzoo_engine": fit.engine,
+        "ppzoo_model": fit.model_name,
+        "ppzoo_seed": -1 if fit.seed is None else fit.seed,
+        "ppzoo_compile_s": fit.timings["compile_s"],
+        "ppzoo_run_s": fit.timings["run_s"],
+        "ppzoo_options": repr(fit.options),
+        "ppzoo_warnings": " | ".join(fit.warnings),
+        "ppzoo_notes": " | ".join(fit.notes),
+    }
+    attrs.update({f"version_{k}": v for k, v in versions.items()})
+    return attrs

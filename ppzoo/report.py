@@ -1,0 +1,408 @@
+"""``ppzoo.report``: one self-contained HTML page (plots embedded as PNG), the DataTrees and the metrics.
+
+The folder is written to a temporary sibling and renamed into place at the end, so a failed run leaves
+no half-written report; an existing folder is replaced only if ppzoo wrote it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import importlib.metadata as md
+import io
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ppzoo.fit import Fit
+
+__all__ = ["report", "recovery_metrics", "Section", "MARKER"]
+
+MARKER = ".ppzoo-report"
+#: A summary row is flagged when r_hat exceeds this (Vehtari et al. 2021) ...
+RHAT_MAX = 1.01
+#: ... or when the bulk or tail ESS falls below this many draws per chain (Vehtari et al. 2021: 100/chain).
+ESS_PER_CHAIN_MIN = 100
+#: Sites with more scalars than this are left out of summary tables and trace plots (per-datum latents).
+MAX_SUMMARY_SCALARS = 60
+
+
+class Section:
+    """A block of the page: a heading, HTML text, tables and figures (matplotlib figures or PNG bytes)."""
+
+    def __init__(self, title: str, *, text: str = "", tables: Sequence[tuple[str, pd.DataFrame]] = (),
+                 figures: Sequence[tuple[str, Any]] = ()) -> None:
+        self.title = title
+        self.text = text
+        self.tables = list(tables)
+        self.figures = list(figures)
+
+
+def _png(figure: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    if hasattr(figure, "savefig") and not hasattr(figure, "add_subplot"):  # arviz_plots PlotCollection
+        figure = figure.viz["figure"].item() if "figure" in getattr(figure, "viz", {}) else figure
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _img(caption: str, figure: Any) -> str:
+    data = figure if isinstance(figure, bytes) else _png(figure)
+    encoded = base64.b64encode(data).decode()
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{encoded}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _table(caption: str, frame: pd.DataFrame, flag: pd.Series | None = None) -> str:
+    rows = []
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or ""] + list(frame.columns))
+    for i, (index, row) in enumerate(frame.iterrows()):
+        cls = ' class="flag"' if flag is not None and bool(flag.iloc[i]) else ""
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values)
+        rows.append(f"<tr{cls}><th>{html.escape(str(index))}</th>{cells}</tr>")
+    return f'<table><caption>{html.escape(caption)}</caption><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _global_sites(fit: Fit) -> list[str]:
+    preferred = getattr(fit.model, "summary_sites", ())
+    if preferred:
+        return [s for s in preferred if s in fit.samples]
+    return [k for k, v in fit.samples.items() if int(np.prod(v.shape[2:])) <= MAX_SUMMARY_SCALARS]
+
+
+def recovery_metrics(fit: Fit, truth: Mapping[str, Any]) -> dict[str, float]:
+    """How well a fit recovered known values.
+
+    ``z`` against ``truth["z"]``: MCC (Pearson and Spearman) of the posterior mean; ``mixing``: Amari
+    distance of the posterior mean; any other site in both with the same shape: RMSE of the posterior
+    mean and the share of true values inside the central 90% interval.
+    """
+    from ppzoo.metrics import amari_distance, mcc
+
+    out: dict[str, float] = {}
+    for name, true in truth.items():
+        if name not in fit.samples:
+            continue
+        draws = fit.samples[name].reshape((-1,) + fit.samples[name].shape[2:])
+        true = np.asarray(true)
+        mean = draws.mean(0)
+        if name == "z" and mean.ndim == 2 and true.ndim == 2 and mean.shape[0] == true.shape[0]:
+            out["mcc_pearson"] = mcc(mean, true, method="pearson")
+            out["mcc_spearman"] = mcc(mean, true, method="spearman")
+        elif name == "mixing" and mean.shape == true.shape:
+            out["amari_distance"] = amari_distance(mean, true)
+        elif mean.shape == true.shape:
+            low, high = np.quantile(draws, [0.05, 0.95], axis=0)
+            out[f"{name}_rmse"] = float(np.sqrt(np.mean((mean - true) ** 2)))
+            out[f"{name}_coverage90"] = float(np.mean((true >= low) & (true <= high)))
+    return out
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("ppzoo", "jax", "numpyro", "blackjax", "flax", "optax", "arviz-base", "arviz-stats", "arviz-plots"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataFrame | None]:
+    import arviz_plots
+    import arviz_stats
+    import matplotlib.pyplot as plt
+
+    sites = _global_sites(fit)
+    tables, figures, text = [], [], []
+    summary = None
+    if fit.warnings:
+        text.append("<p class='warn'><b>Warnings:</b> " + "<br>".join(html.escape(w) for w in fit.warnings) + "</p>")
+    for note in fit.notes:
+        text.append(f"<p class='note'>{html.escape(note)}</p>")
+    if sites:
+        summary = arviz_stats.summary(tree, var_names=sites, round_to="none")
+        ess_min = ESS_PER_CHAIN_MIN * fit.num_chains
+        if fit.num_chains > 1:
+            flag = (summary["r_hat"] > RHAT_MAX) | (summary["ess_bulk"] < ess_min) | (summary["ess_tail"] < ess_min)
+            failing = summary.index[flag].tolist()
+            text.append(
+                f"<p>Flagged rows (red): r_hat &gt; {RHAT_MAX} or bulk/tail ESS &lt; {ess_min} "
+                f"({ESS_PER_CHAIN_MIN} per chain). "
+                + (f"<b class='bad'>{len(failing)} failing: {html.escape(', '.join(failing))}</b>" if failing else "<b class='good'>None failing.</b>")
+                + "</p>"
+            )
+        else:
+            flag = None
+            text.append("<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>")
+        tables.append((f"{label}: ArviZ summary of {', '.join(sites)}", summary, flag))
+        if fit.num_chains > 1:
+            figures.append((f"{label}: rank plots (uniform ranks = chains agree)",
+                            arviz_plots.plot_rank(tree, var_names=sites, backend="matplotlib")))
+        else:
+            figures.append((f"{label}: posterior densities",
+                            arviz_plots.plot_dist(tree, var_names=sites, backend="matplotlib")))
+    if "diverging" in fit.sample_stats:
+        div = np.asarray(fit.sample_stats["diverging"])
+        text.append(f"<p>Divergent transitions: <b class='{'bad' if div.any() else 'good'}'>{int(div.sum())}</b> of {div.size}.</p>")
+    if fit.losses is not None:
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        losses = np.asarray(fit.losses)
+        ax.plot(np.arange(len(losses)), losses, lw=0.8)
+        finite = losses[np.isfinite(losses)]
+        if finite.size:
+            lo, hi = np.quantile(finite, [0.0, 0.98])
+            ax.set_ylim(lo - 0.05 * abs(hi - lo), hi + 0.05 * abs(hi - lo))
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (negative ELBO)")
+        ax.set_title(f"{label}: SVI loss")
+        figures.append((f"{label}: SVI loss per step", fig))
+    figures.append((f"{label}: posterior predictive check (observed vs replicated data)",
+                    arviz_plots.plot_ppc_dist(tree, backend="matplotlib")))
+    section = Section(f"Engine: {label}", text="".join(text))
+    section.tables = tables
+    section.figures = figures
+    return section, summary
+
+
+def report(
+    fits: Fit | Sequence[Fit] | Mapping[str, Fit],
+    out: str | os.PathLike = "report",
+    *,
+    truth: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    description: str = "",
+    sections: Sequence[Section] = (),
+    data_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the report folder of one or more fits of the same model.
+
+    Parameters
+    ----------
+    fits : Fit, sequence of Fit, or mapping label -> Fit
+        Fits of the same model (any engines). Labels default to the engine names.
+    out : path-like
+        The folder to write: ``index.html``, one ``<label>.nc`` DataTree per fit, ``metrics.csv``.
+    truth : mapping, optional
+        Known true values by site name (``ds.truth``); adds recovery metrics.
+    title, description : str
+        Page heading and an introductory paragraph (HTML allowed in ``description``).
+    sections : sequence of Section
+        Extra blocks appended by case studies.
+    data_info : mapping, optional
+        How the data were made (``ds.info``), shown under "What was run".
+
+    Returns
+    -------
+    pathlib.Path
+        The report folder.
+
+    Raises
+    ------
+    ValueError
+        If no fit is given, the fits are of different models, or ``out`` exists and was not written by ppzoo.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    labelled = _label(fits)
+    names = {f.model_name for f in labelled.values()}
+    if len(names) > 1:
+        raise ValueError(f"`fits` must be fits of one model; got models {sorted(names)}. Make one report per model.")
+    out = Path(out)
+    if out.exists() and not (out / MARKER).exists() and any(out.iterdir()):
+        raise ValueError(
+            f"`out` folder {str(out)!r} exists and was not written by ppzoo; refusing to replace it. "
+            "Choose another folder or remove it."
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write(labelled, staging, truth=truth, title=title, description=description, sections=sections,
+               data_info=data_info)
+        (staging / MARKER).write_text("written by ppzoo.report\n")
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, trash / "old")
+            os.replace(staging, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _label(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
+    if isinstance(fits, Fit):
+        fits = [fits]
+    if isinstance(fits, Mapping):
+        labelled = dict(fits)
+    else:
+        labelled = {}
+        for f in fits:
+            label, k = f.engine, 2
+            while label in labelled:
+                label, k = f"{f.engine}_{k}", k + 1
+            labelled[label] = f
+    if not labelled:
+        raise ValueError("`fits` is empty: pass at least one ppzoo.Fit.")
+    for label, f in labelled.items():
+        if not isinstance(f, Fit):
+            raise TypeError(f"`fits[{label!r}]` is a {type(f).__name__}, not a ppzoo.Fit.")
+    return labelled
+
+
+def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description, sections, data_info) -> None:
+    import arviz_plots
+
+    first = next(iter(labelled.values()))
+    trees = {label: f.to_arviz() for label, f in labelled.items()}
+    for label, tree in trees.items():
+        tree.to_netcdf(folder / f"{label}.nc", engine="h5netcdf")
+
+    # What was run.
+    runs = pd.DataFrame(
+        {
+            label: {
+                "engine": f.engine,
+                "seed": f.seed,
+                "chains x draws": f"{f.num_chains} x {f.num_draws}",
+                "compile s": round(f.timings["compile_s"], 2),
+                "run s": round(f.timings["run_s"], 2),
+                "settings": ", ".join(f"{k}={v}" for k, v in f.options.items()),
+                "warnings": len(f.warnings),
+            }
+            for label, f in labelled.items()
+        }
+    ).T
+    runs.index.name = "fit"
+    data_rows = {k: str(np.shape(v)) if hasattr(v, "shape") else repr(v) for k, v in first.data.items()}
+    data_frame = pd.DataFrame({"value": data_rows})
+    data_frame.index.name = "data argument"
+    blocks = [Section("What was run", text=_intro(first, data_info), tables=[("Fits", runs, None), ("Data", data_frame, None)])]
+
+    metrics_rows = []
+    summaries = {}
+    for label, f in labelled.items():
+        section, summary = _engine_sections(f, trees[label], label)
+        summaries[label] = summary
+        blocks.append(section)
+        row = {"fit": label, "engine": f.engine, "model": f.model_name, "seed": f.seed,
+               "compile_s": f.timings["compile_s"], "run_s": f.timings["run_s"]}
+        if "diverging" in f.sample_stats:
+            row["divergences"] = int(np.asarray(f.sample_stats["diverging"]).sum())
+        if summary is not None and f.num_chains > 1:
+            row["max_r_hat"] = float(summary["r_hat"].max())
+            row["min_ess_bulk"] = float(summary["ess_bulk"].min())
+        if truth:
+            row.update(recovery_metrics(f, truth))
+        metrics_rows.append(row)
+    metrics = pd.DataFrame(metrics_rows)
+    metrics.to_csv(folder / "metrics.csv", index=False)
+
+    compare = Section("Engines side by side")
+    sites = _global_sites(first)
+    if len(trees) > 1 and sites:
+        compare.figures.append(("Posterior of each engine (forest plot: median, 50% and 94% intervals)",
+                                arviz_plots.plot_forest(trees, var_names=sites, combined=True, backend="matplotlib")))
+    shown = metrics.set_index("fit").drop(columns=["model"])
+    compare.tables.append(("Per fit: timings, diagnostics" + (" and recovery of the truth" if truth else ""), shown, None))
+    if truth:
+        compare.text = _recovery_text(metrics)
+    blocks.append(compare)
+    blocks.extend(sections)
+    page = _page(title or f"ppzoo report: {first.model_name}", description, blocks)
+    (folder / "index.html").write_text(page, encoding="utf-8")
+
+
+def _intro(fit: Fit, data_info: Mapping[str, Any] | None) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
+    info = ""
+    if data_info:
+        info = "<p><b>Data set:</b> " + html.escape(", ".join(f"{k}={v}" for k, v in data_info.items())) + "</p>"
+    config = getattr(fit.model, "config", None)
+    cfg = f"<p><b>Model config:</b> {html.escape(repr(config))}</p>" if config is not None else ""
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"<p><b>Model:</b> {html.escape(fit.model_name)}. <b>Written:</b> {when}.</p>{cfg}{info}"
+        f"<p class='small'><b>Versions:</b> {html.escape(versions)}</p>"
+        "<p class='small'>compile s = tracing, lowering and XLA compilation (small when JAX's persistent cache "
+        "already holds the program); run s = everything else.</p>"
+    )
+
+
+def _recovery_text(metrics: pd.DataFrame) -> str:
+    parts = []
+    for _, row in metrics.iterrows():
+        bits = []
+        if "mcc_pearson" in row and pd.notna(row.get("mcc_pearson")):
+            bits.append(f"MCC {row['mcc_pearson']:.3f}")
+        if "amari_distance" in row and pd.notna(row.get("amari_distance")):
+            bits.append(f"Amari distance {row['amari_distance']:.3f}")
+        if bits:
+            parts.append(f"<li><b>{html.escape(str(row['fit']))}</b>: {', '.join(bits)}</li>")
+    if not parts:
+        return ""
+    return (
+        "<p>Recovery of the true sources and mixing (MCC: mean absolute correlation of matched sources, 1 is "
+        "perfect; Amari distance: 0 is perfect, both invariant to permutation and sign):</p><ul>" + "".join(parts) + "</ul>"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.85em} caption{text-align:left;font-weight:600;padding:.3em 0}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right} thead th{background:#f3f3f3}
+tbody th{text-align:left;font-weight:500} tr.flag td,tr.flag th{background:#fde2e2}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
+.warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a800} .note{background:#eef5ff;padding:.5em;border-left:4px solid #4a90d9}
+.bad{color:#b00020} .good{color:#1b7f3b} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
+"""
+
+
+def _page(title: str, description: str, blocks: Sequence[Section]) -> str:
+    nav = "".join(f'<a href="#s{i}">{html.escape(b.title)}</a>' for i, b in enumerate(blocks))
+    body = []
+    for i, block in enumerate(blocks):
+        parts = [f'<h2 id="s{i}">{html.escape(block.title)}</h2>', block.text]
+        for table in block.tables:
+            caption, frame, *flag = table
+            parts.append(_table(caption, frame, flag[0] if flag else None))
+        for caption, figure in block.figures:
+            try:
+                parts.append(_img(caption, figure))
+            except Exception as error:  # a broken plot is shown, never hidden
+                warnings.warn(f"Plot {caption!r} failed: {error}", stacklevel=2)
+                parts.append(f"<p class='warn'>Plot {html.escape(caption)} failed: {html.escape(str(error))}</p>")
+        body.append("".join(parts))
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{description}<nav>{nav}</nav>"
+        + "".join(body)
+        + "</body></html>"
+    )

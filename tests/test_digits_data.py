@@ -30,6 +30,12 @@ def test_digits_binarize_and_seed():
     assert digits.load(seed=5).info["seed"] == 5
 
 
+def test_digits_through_the_registry():
+    import ppzoo.data
+
+    assert ppzoo.data.load("digits", binarize=True).data["x"].shape == (1797, 8, 8)
+
+
 def test_digits_bad_binarize():
     with pytest.raises(TypeError, match="`binarize` must be True or False"):
         digits.load(binarize="yes")

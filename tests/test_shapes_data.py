@@ -151,6 +151,14 @@ def test_generator_advances_and_jax_keys_work(ds32):
         ds32.sample_factors(jax.random.split(jax.random.key(0), 2), 10)
 
 
+def test_registry_and_default_size():
+    import ppzoo.data
+
+    ds = ppzoo.data.load("shapes", num_data=3, seed=1)
+    assert ds.data["x"].shape == (3, 32, 32)
+    np.testing.assert_array_equal(ds.data["x"], shapes.load(num_data=3, seed=1).data["x"])
+
+
 def test_sample_returns_factors_and_their_images(ds32):
     indices, images = ds32.sample(0, 5)
     np.testing.assert_array_equal(images, ds32.observations_from_factors(indices))
@@ -160,6 +168,11 @@ def test_sample_returns_factors_and_their_images(ds32):
 def test_bad_image_size(image_size):
     with pytest.raises(ValueError, match="`image_size` must be 32 or 64"):
         shapes.load(image_size=image_size, num_data=4)
+
+
+def test_bad_image_size_of_a_hand_made_oracle():
+    with pytest.raises(ValueError, match="`image_size` must be 32 or 64"):
+        shapes.ShapesDataset(name="shapes", data={}, image_size=16)
 
 
 @pytest.mark.parametrize("num_data", [0, -3, 2.5, True])

@@ -159,10 +159,14 @@ def smooth_derivatives(
             f"`trim` must be an int >= 0 that leaves at least 10 of the {n} points; got {trim!r}."
         )
     if method == "spline":
-        # One spline per state so that each gets its own GCV penalty.
-        splines = [make_smoothing_spline(t, states[:, k]) for k in range(states.shape[1])]
-        smooth = np.stack([s(t) for s in splines], axis=1)
-        deriv = np.stack([s.derivative()(t) for s in splines], axis=1)
+        # One spline per state so that each gets its own GCV penalty. Time is measured in units of the
+        # mean step: SciPy's GCV search for the penalty failed (returned a straight line) on a Lorenz
+        # state with t in [0, 4] and worked with unit spacing.
+        step = (t[-1] - t[0]) / (n - 1)
+        u = (t - t[0]) / step
+        splines = [make_smoothing_spline(u, states[:, k]) for k in range(states.shape[1])]
+        smooth = np.stack([s(u) for s in splines], axis=1)
+        deriv = np.stack([s.derivative()(u) for s in splines], axis=1) / step
     elif method == "savgol":
         steps = np.diff(t)
         if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):

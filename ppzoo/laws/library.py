@@ -232,10 +232,12 @@ class Library:
         return self.state_dim if self.state_dim is not None else other.state_dim
 
     def __add__(self, other: "Library") -> "Library":
-        return Library(self.blocks + other.blocks, self._joint_dim(other))
+        state_dim = self._joint_dim(other)
+        return Library(self.blocks + other.blocks, state_dim)
 
     def __mul__(self, other: "Library") -> "Library":
-        return Library((_Product(self, other),), self._joint_dim(other))
+        state_dim = self._joint_dim(other)
+        return Library((_Product(self, other),), state_dim)
 
     # -- binding and terms ----------------------------------------------------------------------------
     def bind(self, state_dim: int) -> "Library":

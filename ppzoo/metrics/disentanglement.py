@@ -333,9 +333,11 @@ def dci(
         depth-3 trees), exactly as disentanglement_lib; importances are its ``feature_importances_``. It
         grows one tree per class and stage and is slow (minutes for 10,000 points and dSprites' 40- and
         32-class factors). ``"hist_gbt"`` (default): :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
-        with the same schedule (100 stages, depth 3, learning rate 0.1, no early stopping), an order of
-        magnitude faster; importance = total split gain per code, normalised per factor, the same
-        quantity for histogram-binned trees.
+        with the same schedule (100 stages, depth 3, learning rate 0.1, no early stopping), about 20
+        times faster at 10,000 points; importance = total split gain per code (the loss reduction its
+        splits bring, the analogue of ``feature_importances_``), normalised per factor, and shared
+        equally among identical code columns, over which ``"gbt"`` spreads it at random. On the test
+        representations the two agree within 0.05 on all three scores.
     train_fraction : float
         Fraction of the rows (drawn at random) to train on; the rest measure informativeness. 2/3 gives
         disentanglement_lib's 10,000 train and 5,000 test points from 15,000 rows.
@@ -698,6 +700,13 @@ def beta_vae_score(
     dict
         ``train_accuracy`` and ``eval_accuracy`` in [0, 1]; chance is ``1 / num_factors``.
 
+    Notes
+    -----
+    At the default sizes the oracle renders and ``encode`` sees 2 x 64 x 15,000 = 1.92 million images
+    (several minutes of rendering alone at 64 x 64 on one CPU core); smaller sizes give noisier scores.
+    The logistic regression keeps scikit-learn's defaults as disentanglement_lib does (100 lbfgs
+    iterations on unscaled features), so it may warn that it did not converge.
+
     Raises
     ------
     TypeError
@@ -798,6 +807,8 @@ def factor_vae_score(
 
     Notes
     -----
+    At the default sizes ``encode`` sees 64 x 15,000 + 10,000 = 970,000 images.
+
     disentanglement_lib records the position of the arg-min among the *active* codes as if it indexed all
     codes, which mislabels the votes when some codes are pruned, and reports the number of all codes as
     ``num_active_dims``; here the arg-min is mapped back to the code it belongs to and the active codes

@@ -1,0 +1,58 @@
+"""Shared fixtures. ppzoo is imported first so that XLA creates one CPU device per chain."""
+
+from __future__ import annotations
+
+import ppzoo  # noqa: F401  (must come before anything starts JAX)
+
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+PRIOR_MEAN, PRIOR_SD, NOISE_SD = 0.0, 2.0, 1.0
+
+
+def conjugate_model(y=None, *, num_data: int = 20):
+    """y_i ~ Normal(mu, 1), mu ~ Normal(0, 2): the posterior of mu is Normal in closed form."""
+    mu = numpyro.sample("mu", dist.Normal(PRIOR_MEAN, PRIOR_SD))
+    with numpyro.plate("data", num_data if y is None else len(y)):
+        numpyro.sample("y", dist.Normal(mu, NOISE_SD), obs=y)
+
+
+def conjugate_posterior(y: np.ndarray) -> tuple[float, float]:
+    precision = 1.0 / PRIOR_SD**2 + len(y) / NOISE_SD**2
+    mean = (PRIOR_MEAN / PRIOR_SD**2 + y.sum() / NOISE_SD**2) / precision
+    return float(mean), float(precision**-0.5)
+
+
+@pytest.fixture(scope="session")
+def conjugate_data() -> np.ndarray:
+    return np.random.default_rng(1).normal(1.5, NOISE_SD, size=20).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def conjugate_fits(conjugate_data):
+    """The conjugate model fit once per engine for the whole session."""
+    data = {"y": conjugate_data}
+    return {
+        "nuts": ppzoo.fit(conjugate_model, data, engine="nuts", seed=0, num_warmup=500, num_samples=1000),
+        "blackjax": ppzoo.fit(conjugate_model, data, engine="blackjax", seed=0, num_warmup=500, num_samples=1000),
+        "svi": ppzoo.fit(conjugate_model, data, engine="svi", seed=0, steps=2000, learning_rate=0.01, num_draws=4000),
+    }
+
+
+@pytest.fixture(scope="session")
+def ica_data():
+    return ppzoo.data.load("linear_ica", num_data=2000, num_sources=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def ica_fits(ica_data):
+    """3 Laplace sources x 2000 points, fit once per engine for the session (reused by the report tests)."""
+    model = ppzoo.models.get("ica")
+    mcmc = dict(num_warmup=200, num_samples=200, num_chains=2)
+    return {
+        "nuts": ppzoo.fit(model, ica_data.data, engine="nuts", seed=0, **mcmc),
+        "blackjax": ppzoo.fit(model, ica_data.data, engine="blackjax", seed=0, **mcmc),
+        "svi": ppzoo.fit(model, ica_data.data, engine="svi", seed=0, steps=2000, learning_rate=0.02, num_draws=200),
+    }

@@ -7,7 +7,8 @@ devices), then compared with the 10,000 Stan reference draws by :func:`ppzoo.ref
 
 Engines: ``numpyro`` runs ``numpyro.infer.MCMC(NUTS(...))`` directly; ``nuts``, ``blackjax`` and ``svi`` go
 through ``ppzoo.fit`` (available once ``ppzoo/fit.py`` exists). Cases flagged ``x64`` (the GP, whose
-covariance is singular in float32) run under ``jax.enable_x64``; ``--x64`` runs every case in float64.
+covariance is singular in float32) run under ``jax.enable_x64``; ``--precision float64`` runs every case in
+float64, ``--precision float32`` none.
 
 Usage::
 
@@ -141,7 +142,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--num-chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--x64", action="store_true", help="run every case in float64 (default: only x64 cases)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "float64"),
+        default="auto",
+        help="auto: float64 for the cases whose ReferencePosterior.x64 is set, float32 for the others",
+    )
     parser.add_argument(
         "--init",
         choices=("auto", "random", "reference"),
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for name in args.cases:
         ref = load_reference(name)
         for engine in args.engines:
-            with jax.enable_x64(args.x64 or ref.x64):
+            x64 = {"auto": ref.x64, "float32": False, "float64": True}[args.precision]
+            with jax.enable_x64(x64):
                 start = time.perf_counter()
                 if engine == "numpyro":
                     from_reference = args.init == "reference" or (args.init == "auto" and name in INIT_FROM_REFERENCE)
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 seconds = time.perf_counter() - start
             table = compare_to_reference(samples, ref)
             results[engine][name] = table
-            timing.append({"posterior": name, "engine": engine, "seconds": seconds, "x64": args.x64 or ref.x64, **extra})
+            timing.append({"posterior": name, "engine": engine, "seconds": seconds, "x64": x64, **extra})
             row = reference_table({engine: table}).iloc[0]
             print(
                 f"{name:45s} {engine:8s} {seconds:7.1f}s  max|z_mean| {row.max_abs_z_mean:5.2f}  "

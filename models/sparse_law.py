@@ -18,7 +18,7 @@ reports :math:`\beta` in original units.
         && \text{noise sd of equation } k \text{ (``noise_scale``)} \\
     \tau_k &\sim \mathrm{HalfCauchy}(\tau_0\, \sigma_k / r_k), \quad
         \tau_0 = \frac{p_0}{D - p_0}\frac{1}{\sqrt N}
-        && \text{global scale, P\&V eq. 3.12 (``global_scale``)} \\
+        && \text{global scale, P\&V eq. 3.12 with } N \to wN \text{ (``global_scale``)} \\
     \lambda_{kj} &\sim \mathrm{HalfCauchy}(1)
         && \text{local scales (``local_scale``)} \\
     c_k^2 &\sim \mathrm{InvGamma}(\nu/2,\ \nu s^2/2)
@@ -27,9 +27,15 @@ reports :math:`\beta` in original units.
         && \text{P\&V eq. 2.8} \\
     \tilde\beta_{kj} &\sim \mathcal N(0,\ \tau_k^2 \tilde\lambda_{kj}^2), \quad
         \beta_{kj} = \tilde\beta_{kj}\, r_k / s_j
-        && \text{(``coefficients``, non-centred)} \\
-    y_{nk} &\sim \mathcal N\big(\textstyle\sum_j x_{nj}\beta_{kj},\ \sigma_k^2\big)
-        && \text{(``y``, plate ``"data"``)}
+        && \text{(``coefficients``)} \\
+    y_{nk} &\sim \mathcal N\big(\textstyle\sum_j x_{nj}\beta_{kj},\ \sigma_k^2\big)^{w}
+        && \text{(``y``, plate ``"data"``, likelihood raised to the power } w)
+
+:math:`w \in (0, 1]` (``likelihood_weight``, default 1) tempers the likelihood when the rows are not
+independent, e.g. derivatives estimated by smoothing, whose errors are correlated over neighbouring
+times: :math:`w` is the effective fraction of independent rows, and :math:`\tau_0` and :math:`\kappa` use
+:math:`wN` (``ppzoo.laws.discover`` sets it from the residual autocorrelation). It is a
+``handlers.scale`` on the ``y`` site.
 
 :math:`p_0` is the expected number of nonzero terms per equation (``expected_nonzero``), :math:`s` and
 :math:`\nu` the slab scale and degrees of freedom (defaults 2 and 4, as brms's ``horseshoe()``). The slab
@@ -43,9 +49,16 @@ The shrinkage factor (P&V eq. 2.5, with :math:`\tilde\lambda` for the regularize
 
     \kappa_{kj} = \frac{1}{1 + N \sigma_k^{-2} r_k^2\, \tau_k^2 \tilde\lambda_{kj}^2} \in (0, 1)
 
-is 1 for a coefficient shrunk to zero and 0 for one left to the data. It is recorded as the deterministic
-site ``shrinkage``; :func:`ppzoo.laws.discover` calls :math:`P(\kappa_{kj} < 1/2 \mid \text{data})` the
-term's inclusion probability.
+is 1 for a coefficient shrunk to zero and 0 for one left to the data (:math:`N \to wN`). It is recorded
+as the deterministic site ``shrinkage`` for diagnostics. :func:`ppzoo.laws.discover` does not use it for
+selection (it assumes uncorrelated terms; see that module for the inclusion probability it uses).
+
+Parameterization. Horseshoe posteriors are hard for NUTS: in the centred and the usual non-centred forms
+the coefficients and their scales form a funnel (here every draw hit the maximal tree depth, 1023
+leapfrog steps). The coefficients are instead reparameterized by their exact Gaussian conditional
+posterior given the scales (:class:`ConditionalWhitening`, applied with ``handlers.reparam``): the joint
+density is unchanged, the sampler sees ``p(scales | y) N(z | 0, I)``, and ~30 leapfrog steps per draw
+suffice.
 
 Sites
 
@@ -56,7 +69,7 @@ name                        shape           support     role
 ``global_scale``            ``(K,)``        positive    latent
 ``local_scale``             ``(K, D)``      positive    latent
 ``slab_variance``           ``(K,)``        positive    latent
-``coefficients_decentered`` ``(K, D)``      real        latent (standard normal, non-centred)
+``coefficients_whitened``   ``(K, D)``      real        latent (standard normal; see Parameterization)
 ``coefficients``            ``(K, D)``      real        deterministic (original units)
 ``shrinkage``               ``(K, D)``      (0, 1)      deterministic
 ``x``                       ``(N, D)``      real        given design (standard normal when generated)
@@ -104,6 +117,8 @@ class SparseLawConfig:
     noise_prior_scale : float
         :math:`s_\\sigma`, half-normal scale of the noise sd on the standardized scale (derivatives scaled
         to unit root mean square).
+    likelihood_weight : float
+        :math:`w \\in (0, 1]`, the power of the likelihood (effective fraction of independent rows).
     num_terms : int or None
         D, needed only to generate the design (``x=None``).
     state_dim : int or None

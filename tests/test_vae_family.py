@@ -14,7 +14,7 @@ import numpyro.distributions as dist
 import pytest
 from flax import nnx
 from numpyro import handlers
-from numpyro.infer import SVI, Predictive, Trace_ELBO
+from numpyro.infer import Trace_ELBO
 
 import ppzoo
 from ppzoo import nn
@@ -53,11 +53,12 @@ def fits(images):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_prior_predictive_generates_binary_images(name):
+    # x=None runs the generative program (eagerly: no compile): z ~ N(0, I), x ~ Bernoulli(decoder(z)).
     model = tiny(name, image_shape=(8, 8))
-    draws = Predictive(model, num_samples=2)(jax.random.key(0), num_data=3)
-    assert draws["x"].shape == (2, 3, 8, 8)
-    assert draws["z"].shape == (2, 3, 2)
-    assert set(np.unique(np.asarray(draws["x"]))) <= {0, 1}
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(num_data=3)
+    assert trace["x"]["value"].shape == (3, 8, 8) and not trace["x"]["is_observed"]
+    assert trace["z"]["value"].shape == (3, 2)
+    assert set(np.unique(np.asarray(trace["x"]["value"]))) <= {0, 1}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -74,10 +75,15 @@ def test_svi_fit_and_arviz_groups(fits, images, name):
     assert mean.shape == sd.shape == (len(images), 2) and np.all(sd > 0)
 
 
-def test_minibatch_fit_subsamples_the_plate(images):
-    fit = ppzoo.fit(tiny("vae", batch_size=4), {"x": images}, engine="svi", seed=0, steps=5, num_draws=2)
-    # Guide draws are for one random minibatch per draw: (chain, draw, batch, latent).
-    assert fit.samples["z"].shape == (1, 2, 4, 2)
+def test_minibatch_subsamples_the_plate_in_model_and_guide(images):
+    model = tiny("vae", batch_size=4)
+    with handlers.seed(rng_seed=0):
+        guide_trace = handlers.trace(model.make_guide()).get_trace(x=images)
+        model_trace = handlers.trace(handlers.replay(model, guide_trace)).get_trace(x=images)
+    rows = np.asarray(guide_trace["data"]["value"])
+    assert rows.shape == (4,) and np.array_equal(np.asarray(model_trace["data"]["value"]), rows)
+    np.testing.assert_array_equal(model_trace["x"]["value"], images[rows])  # the same images in both
+    assert model_trace["x"]["scale"] == pytest.approx(len(images) / 4)  # the ELBO is scaled to the data set
 
 
 @pytest.mark.parametrize(("name", "engine"), [("vae", "nuts"), ("dip_vae_ii", "blackjax")])
@@ -85,9 +91,9 @@ def test_mcmc_on_latents_with_learned_weights_fixed(fits, images, name, engine):
     # posterior_model drops the regularizer and the subsampling: the same program for all six models.
     fit = ppzoo.fit(
         posterior_model(fits[name].model), {"x": images[:3]}, engine=engine, seed=0, params=fits[name].params,
-        num_warmup=50, num_samples=50, num_chains=2,
+        num_warmup=30, num_samples=30, num_chains=2,
     )
-    assert fit.samples["z"].shape == (2, 50, 3, 2)
+    assert fit.samples["z"].shape == (2, 30, 3, 2)
     assert np.all(np.isfinite(fit.samples["z"]))
 
 
@@ -145,18 +151,21 @@ def test_tc_estimator_identity_for_identical_encoders():
     np.testing.assert_allclose(np.asarray(tc), (k - 1) * np.log(n), rtol=1e-5)
 
 
-def test_tc_estimator_larger_for_dependent_codes():
-    # Same encoder widths and batch; codes whose dimensions copy one variable have a large TC, codes with
-    # independent dimensions have none. The MWS estimates differ by far more than their batch noise.
-    k, m, n = 4, 64, 1000
+def test_tc_estimator_tracks_the_true_total_correlation():
+    # Codes z = (u + e1, u + e2), u ~ N(0, 1), e ~ N(0, s^2), encoded with sd s: the aggregate posterior is
+    # Gaussian with correlation rho = 1 / (1 + s^2), TC = -log(1 - rho^2) / 2 = 1.96 nats for s = 0.1; codes
+    # with independent dimensions have TC = 0. MWS is biased, but the difference of its estimates on the
+    # same batch size must land near the true difference (measured: 1.6-1.7 over seeds; bounds 0.5x-1.5x).
+    m, n, s = 256, 1000, 0.1
+    true_tc = -0.5 * np.log(1.0 - (1.0 / (1.0 + s**2)) ** 2)
     keys = jax.random.split(jax.random.key(1), 3)
-    shared = jax.random.normal(keys[0], (m, 1)) * jnp.ones((1, k))
-    independent = jax.random.normal(keys[1], (m, k))
-    scale = 0.1 * jnp.ones((m, k))
-    noise = 0.1 * jax.random.normal(keys[2], (m, k))
+    shared = jax.random.normal(keys[0], (m, 1)) * jnp.ones((1, 2))
+    independent = jax.random.normal(keys[1], (m, 2))
+    scale = s * jnp.ones((m, 2))
+    noise = s * jax.random.normal(keys[2], (m, 2))
     dependent_tc = float(total_correlation(shared + noise, shared, scale, dataset_size=n).mean())
     independent_tc = float(total_correlation(independent + noise, independent, scale, dataset_size=n).mean())
-    assert dependent_tc - independent_tc > 3.0
+    assert 0.5 * true_tc < dependent_tc - independent_tc < 1.5 * true_tc
 
 
 def test_beta_tcvae_factor_is_named_and_per_image(images):

@@ -16,7 +16,15 @@ Build a library of candidate terms, hand it a noisy trajectory, get a posterior 
 """
 
 from ppzoo.laws.derivatives import Smoothed, smooth_derivatives
-from ppzoo.laws.discover import Law, SupportMetrics, design, discover, stlsq_baseline, support_metrics
+from ppzoo.laws.discover import (
+    Law,
+    SupportMetrics,
+    design,
+    discover,
+    effective_sample_fraction,
+    stlsq_baseline,
+    support_metrics,
+)
 from ppzoo.laws.library import Library, Term, polynomial, product, trig
 from ppzoo.laws.systems import damped_pendulum, equation_names, lorenz, lotka_volterra
 
@@ -31,6 +39,7 @@ __all__ = [
     "Law",
     "discover",
     "design",
+    "effective_sample_fraction",
     "stlsq_baseline",
     "support_metrics",
     "SupportMetrics",

@@ -85,7 +85,7 @@ def _simulate(
 
 def damped_pendulum(
     *,
-    num_times: int = 200,
+    num_times: int = 400,
     t_max: float = 10.0,
     noise: float = 0.01,
     gravity_over_length: float = 9.81,
@@ -105,7 +105,7 @@ def damped_pendulum(
 
     Parameters
     ----------
-    num_times : int, default 200
+    num_times : int, default 400
         Number of equally spaced times in ``[0, t_max]``.
     t_max : float, default 10
         Length of the record.
@@ -146,8 +146,8 @@ def damped_pendulum(
 
 def lotka_volterra(
     *,
-    num_times: int = 200,
-    t_max: float = 15.0,
+    num_times: int = 400,
+    t_max: float = 30.0,
     noise: float = 0.01,
     prey_growth: float = 1.0,
     predation: float = 0.5,
@@ -164,7 +164,7 @@ def lotka_volterra(
     Parameters
     ----------
     num_times, t_max, noise, seed
-        As in :func:`damped_pendulum`.
+        As in :func:`damped_pendulum` (defaults 400 times over 30 time units, about five cycles).
     prey_growth, predation, predator_death, conversion : float
         ``a``, ``b``, ``c``, ``d``.
     initial_state : tuple of float, default (6, 1)
@@ -196,8 +196,8 @@ def lotka_volterra(
 
 def lorenz(
     *,
-    num_times: int = 400,
-    t_max: float = 4.0,
+    num_times: int = 800,
+    t_max: float = 8.0,
     noise: float = 0.01,
     sigma: float = 10.0,
     rho: float = 28.0,
@@ -214,7 +214,7 @@ def lorenz(
     Parameters
     ----------
     num_times, t_max, noise, seed
-        As in :func:`damped_pendulum`.
+        As in :func:`damped_pendulum` (defaults 800 times over 8 time units, several turns of each wing).
     sigma, rho, beta : float
         The classic chaotic values by default.
     initial_state : tuple of float, default (-8, 8, 27)

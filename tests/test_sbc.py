@@ -39,14 +39,6 @@ def test_mcmc_calibrated_on_eight_schools(engine):
     assert len(result.table) == 10  # mu, tau and the 8 non-centred effects (latent sites only)
 
 
-def test_nuts_calibrated_on_small_ica():
-    """ICA's mixing is only identified up to permutation and sign; its noise scale is not ambiguous."""
-    model = ppzoo.models.get("ica")
-    x = np.zeros((30, 2), np.float32)
-    result = ppzoo.sbc(model, {"x": x}, engine="nuts", num_simulations=100, seed=3, var_names=["noise_scale"], **MCMC)
-    assert result.passed, result.table
-
-
 def correlated_regression(y=None, *, x=np.linspace(1.0, 3.0, 20)):
     """Intercept and slope with x away from 0: their posterior correlation is about -0.9."""
     intercept = numpyro.sample("intercept", dist.Normal(0.0, 3.0))

@@ -8,7 +8,8 @@ and report steps per second after compiling / warming up:
   NumPyro's ``Trace_ELBO`` through ppzoo's SVI engine (compiled ``lax.scan`` chunks, donated state). Its
   ``run_s`` (wall time minus compile time) also includes drawing one posterior sample after training.
 * **JAX + optax**: the same Flax NNX modules (``ppzoo.nn``), a hand-written loss, ``jax.jit`` over a
-  ``lax.scan`` of the same chunk size with donated state: what one would write without NumPyro.
+  ``lax.scan`` of the same chunk size with donated state: what one would write without NumPyro. A second
+  variant adds ppzoo's per-step guard (finite loss and parameters, else keep the old state) to show its cost.
 * **PyTorch**: the same layers in ``torch.nn`` (NCHW), eager, Adam with the fastest of its CPU
   implementations (``fused=True`` and ``foreach=True`` are both timed), ``torch.set_num_threads`` = the
   number of cores. Runs in a separate interpreter (``--torch-python``), because the project's environment
@@ -142,8 +143,14 @@ def run_torch(python: str, data_path: str, networks, steps, threads: int) -> dic
 # ------------------------------------------------------------------------------------------------ JAX
 
 
-def make_jax_trainer(network: str, image_shape, num_data: int, chunk: int, decoder_lowering: str, encoder_lowering: str):
-    """The same beta-VAE step in plain JAX + optax (no NumPyro): returns ``(init_state, run_chunk)``."""
+def make_jax_trainer(
+    network: str, image_shape, num_data: int, chunk: int, decoder_lowering: str, encoder_lowering: str, guard: bool = False
+):
+    """The same beta-VAE step in plain JAX + optax (no NumPyro): returns ``(init_state, run_chunk)``.
+
+    ``guard=True`` adds what ppzoo's engine does every step on top of the update: check that the loss and
+    every new parameter are finite and keep the old state otherwise (``lax.cond``), to measure its cost.
+    """
     import jax
     import jax.numpy as jnp
     import optax
@@ -186,8 +193,14 @@ def make_jax_trainer(network: str, image_shape, num_data: int, chunk: int, decod
             index_key, noise_key = jax.random.split(key)
             idx = jax.random.choice(index_key, num_data, (BATCH,), replace=False)
             loss, grads = jax.value_and_grad(loss_fn)(params, x_all[idx], noise_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+            new_state = (optax.apply_updates(params, updates), new_opt_state)
+            if guard:
+                finite = jnp.isfinite(loss)
+                for leaf in jax.tree.leaves(new_state[0]):
+                    finite = finite & jnp.all(jnp.isfinite(leaf))
+                new_state = jax.lax.cond(finite, lambda: new_state, lambda: state)
+            return new_state, loss
 
         return jax.lax.scan(step, state, jax.random.split(key, chunk))
 
@@ -195,11 +208,11 @@ def make_jax_trainer(network: str, image_shape, num_data: int, chunk: int, decod
     return (params, optimizer.init(params)), jax.jit(run_chunk, donate_argnums=0)
 
 
-def time_jax(network, x, steps, decoder_lowering, encoder_lowering) -> float:
+def time_jax(network, x, steps, decoder_lowering, encoder_lowering, guard=False) -> float:
     import jax
     import jax.numpy as jnp
 
-    state, run_chunk = make_jax_trainer(network, x.shape[1:], len(x), steps, decoder_lowering, encoder_lowering)
+    state, run_chunk = make_jax_trainer(network, x.shape[1:], len(x), steps, decoder_lowering, encoder_lowering, guard)
     x_all = jnp.asarray(x)
     state, losses = run_chunk(state, x_all, jax.random.key(0))  # compile + warm up
     losses.block_until_ready()
@@ -210,14 +223,24 @@ def time_jax(network, x, steps, decoder_lowering, encoder_lowering) -> float:
 
 
 def time_ppzoo(network, x, steps, decoder_lowering, encoder_lowering) -> tuple[float, float]:
+    """Steps/s of ``ppzoo.fit(..., engine="svi")``: the difference of a 2 x steps and a 1 x steps fit.
+
+    Both fits compile the same chunk of ``steps`` steps; their ``run_s`` (wall time minus compile time) also
+    holds the fixed cost of drawing from the guide afterwards, which the difference cancels.
+    """
     import ppzoo
 
     model = ppzoo.models.get(
         "beta_vae", beta=BETA, network=network, mlp_hidden=HIDDEN, batch_size=BATCH, latent_dim=LATENT,
         decoder_lowering=decoder_lowering, encoder_lowering=encoder_lowering,
     )
-    fit = ppzoo.fit(model, {"x": x}, engine="svi", seed=0, steps=steps, learning_rate=1e-4, num_draws=1, chunk_size=steps)
-    return steps / fit.timings["run_s"], fit.timings["compile_s"]
+
+    def run(total):
+        fit = ppzoo.fit(model, {"x": x}, engine="svi", seed=0, steps=total, learning_rate=1e-4, num_draws=1, chunk_size=steps)
+        return fit.timings
+
+    one, two = run(steps), run(2 * steps)
+    return steps / max(two["run_s"] - one["run_s"], 1e-9), one["compile_s"]
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -263,7 +286,13 @@ def main(argv=None) -> dict:
                 results.setdefault(f"{network}/ppzoo", []).append(zoo)
                 jx = time_jax(network, x, steps, args.decoder_lowering, args.encoder_lowering)
                 results.setdefault(f"{network}/jax", []).append(jx)
-                print(f"round {round_} {network}: ppzoo {zoo:.1f} steps/s (compile {compile_s:.1f} s), jax+optax {jx:.1f}", flush=True)
+                guarded = time_jax(network, x, steps, args.decoder_lowering, args.encoder_lowering, guard=True)
+                results.setdefault(f"{network}/jax_guarded", []).append(guarded)
+                print(
+                    f"round {round_} {network}: ppzoo {zoo:.1f} steps/s (compile {compile_s:.1f} s), jax+optax {jx:.1f}, "
+                    f"jax+optax with NaN guard {guarded:.1f}",
+                    flush=True,
+                )
             if args.torch_python:
                 torch = run_torch(args.torch_python, data_path, args.networks, args.steps, args.threads)
                 for key, value in torch.items():
@@ -273,14 +302,15 @@ def main(argv=None) -> dict:
     print()
     print(f"beta-VAE training steps/s, batch {BATCH}, {args.image_size}x{args.image_size}, median of {args.rounds} rounds "
           f"(decoder lowering: {args.decoder_lowering}; {args.threads} threads)")
-    print(f"{'network':8} {'ppzoo':>8} {'jax+optax':>10} {'torch':>8} {'ppzoo/jax':>10} {'ppzoo/torch':>12}  torch Adam")
+    print(f"{'network':8} {'ppzoo':>8} {'jax+optax':>10} {'torch':>8} {'ppzoo/jax':>10} {'ppzoo/torch':>12}  torch Adam; jax with NaN guard")
     for network in args.networks:
         zoo, jx = medians[f"{network}/ppzoo"], medians[f"{network}/jax"]
+        guarded = medians[f"{network}/jax_guarded"]
         torch_variants = {k.split("_")[-1]: v for k, v in medians.items() if k.startswith(f"{network}/torch_")}
         best = max(torch_variants, key=torch_variants.get) if torch_variants else None
         tv = torch_variants.get(best, float("nan"))
         print(f"{network:8} {zoo:8.1f} {jx:10.1f} {tv:8.1f} {zoo / jx:10.2f} {zoo / tv:12.2f}  {best or '-'} "
-              + " ".join(f"({k} {v:.1f})" for k, v in torch_variants.items()))
+              + " ".join(f"({k} {v:.1f})" for k, v in torch_variants.items()) + f"; {guarded:.1f}")
     return {"medians": medians, "rounds": results}
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "amortization",
     "amortization_table",
     "grid_image",
+    "describe",
 ]
 
 #: The six registry names, in the order of the reports.
@@ -88,25 +89,43 @@ def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def loss_figure(trained: Mapping[str, TrainedModel], num_data: int):
-    """The training loss per image (negative ELBO plus each model's penalty), one line per model."""
+    """The training loss per image (negative ELBO plus the model's penalty), one panel per model.
+
+    Each panel has its own scale: the penalties (and beta-TCVAE's constant (K - 1) log(NM) offset of the
+    minibatch-weighted TC estimate) make the objectives of different models incomparable.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for name, t in trained.items():
-        per_image = np.asarray(t.fit.losses) / num_data
+    names = list(trained)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        per_image = np.asarray(trained[name].fit.losses) / num_data
         width = max(1, len(per_image) // 50)
         smooth = _moving_average(per_image, width)
-        ax.plot(np.arange(len(smooth)) + width // 2, smooth, lw=1.0, label=name)
-    finite = np.concatenate([np.asarray(t.fit.losses) / num_data for t in trained.values()])
-    finite = finite[np.isfinite(finite)]
-    if finite.size:
-        low, high = np.quantile(finite, [0.0, 0.9])
-        ax.set_ylim(low - 0.05 * (high - low), high)
-    ax.set_xlabel("SVI step")
-    ax.set_ylabel("loss per image (nats)")
-    ax.set_title("Training objective (moving average); penalties included, so not comparable across models")
-    ax.legend(fontsize=7, ncol=3)
+        ax.plot(np.arange(len(smooth)) + width // 2, smooth, lw=1.0)
+        finite = smooth[np.isfinite(smooth)]
+        if finite.size:
+            low, high = finite.min(), np.quantile(finite, 0.95)
+            ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+        ax.set_title(f"{name} (final {np.mean(per_image[-100:]):.1f})", fontsize=9)
+        ax.set_xlabel("SVI step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("loss per image (nats)", fontsize=8)
+    fig.suptitle("Training objective per image (moving average of the SVI loss / N)", fontsize=10)
+    fig.tight_layout()
     return fig
+
+
+def describe(docstring: str) -> str:
+    """The docstring's second paragraph as HTML (``code`` spans rendered)."""
+    import re
+
+    text = html.escape(" ".join(docstring.split("\n\n")[1].split()))
+    return "<p>" + re.sub(r"``(.+?)``", r"<code>\1</code>", text) + "</p>"
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:

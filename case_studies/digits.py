@@ -39,6 +39,7 @@ from case_studies._vae_common import (
     amortization,
     amortization_table,
     amortization_text,
+    describe,
     grid_image,
     loss_figure,
     reconstruction_figure,
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> Path:
         {f"{first}_{args.engine}_held_out": mcmc[first]},
         args.out,
         title="ppzoo case study: six disentangling VAEs on handwritten digits",
-        description="<p>" + " ".join(__doc__.split("\n\n")[1].split()) + "</p>"
+        description=describe(__doc__) +
         f"<p>Run settings: {html.escape(', '.join(f'{k}={v}' for k, v in vars(args).items()))}; total time "
         f"{elapsed / 60:.1f} min before the report. The 'Engine' section is the {html.escape(first)} model's NUTS "
         "fit on held-out digits, with ArviZ's posterior predictive check; the six models follow.</p>",

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import arviz_base
+import arviz_stats
 import numpy as np
 import pandas as pd
 
@@ -492,9 +494,7 @@ def run(args: argparse.Namespace) -> Path:
                          num_warmup=s.nuts_warmup, num_samples=s.nuts_samples, num_chains=s.nuts_chains)
         mcmc_fits[engine] = mcmc
         gaps[engine] = amortization_gap(enc_mean, enc_sd, mcmc.samples["z"], true=test["z"][chosen])
-        import arviz_stats
-
-        rhat = np.asarray(arviz_stats.rhat(mcmc.to_arviz(predictive_draws=100, prior_draws=100),
+        rhat = np.asarray(arviz_stats.rhat(arviz_base.from_dict({"posterior": {"z": mcmc.samples["z"]}}),
                                            var_names=["z"])["z"])
         diagnostics[engine] = {
             "max r_hat": float(np.max(rhat)),
@@ -570,11 +570,8 @@ def run(args: argparse.Namespace) -> Path:
         figures=[("ELBO per SVI step of the iVAE and the VAE, every seed", _elbo_figure(curves))],
     ))
 
-    z_draws = enc_mean[None] + enc_sd[None] * np.random.default_rng(1).standard_normal((20,) + enc_mean.shape)
-    full_z = np.stack([encode(ivae_fit, test["x"], test["u"])[0]] * 1)
     enc_all_mean, enc_all_sd = encode(ivae_fit, test["x"], test["u"])
     z_all = enc_all_mean[None] + enc_all_sd[None] * np.random.default_rng(2).standard_normal((10,) + enc_all_mean.shape)
-    del z_draws, full_z
     replicated = {
         "iVAE: x ~ p(x | z), z ~ q(z | x, u)": _predictive(ivae_fit, test["u"], 3, z=z_all.astype(np.float32)),
         "iVAE: generated, z ~ p(z | u)": _predictive(ivae_fit, test["u"], 4, num_draws=10),

@@ -52,6 +52,7 @@ from case_studies._vae_common import (
     amortization,
     amortization_table,
     amortization_text,
+    describe,
     loss_figure,
     reconstruction_figure,
     train_family,
@@ -289,7 +290,7 @@ def run(args: argparse.Namespace) -> Path:
         {f"{first}_{args.engine}_held_out": mcmc[first]},
         args.out,
         title="ppzoo case study: six disentangling VAEs on dSprites-style shapes",
-        description="<p>" + " ".join(__doc__.split("\n\n")[1].split()) + "</p>"
+        description=describe(__doc__) +
         f"<p>Run settings: {html.escape(', '.join(f'{k}={v}' for k, v in vars(args).items()))}; total time "
         f"{elapsed / 60:.1f} min before the report.</p>"
         f"<p>The 'Engine' section below is the {html.escape(first)} model's NUTS fit on the held-out images (ppzoo.report "

@@ -78,6 +78,7 @@ REGISTRY: dict[str, str] = {
     "factor_vae": "ppzoo.models.factor_vae:entry",
     "dip_vae_i": "ppzoo.models.dip_vae:entry_i",
     "dip_vae_ii": "ppzoo.models.dip_vae:entry_ii",
+    "sparse_law": "ppzoo.models.sparse_law:entry",
 }
 
 

@@ -186,6 +186,11 @@ def _network(name: str, in_features: int, sizes: tuple[int, ...], *, activation:
 
 def _sizes(x, u, num_data, config: IVAEConfig) -> tuple[int, int, int, int]:
     """``(num_data, num_observed, num_sources, num_segments)`` from the data and the config."""
+    if config.conditional_prior and u is None:
+        raise ValueError(
+            "The iVAE (conditional_prior=True) needs the auxiliary variable `u` (segment indices, shape "
+            "(num_data,)); for the plain VAE set conditional_prior=False."
+        )
     if x is not None:
         num_data, num_observed = np.shape(x)
     else:
@@ -194,14 +199,12 @@ def _sizes(x, u, num_data, config: IVAEConfig) -> tuple[int, int, int, int]:
             num_data = np.shape(u)[0]
         if num_data is None or num_observed is None:
             raise ValueError(
-                "To generate data from `ivae`, pass u=... (or num_data=... for the VAE) and set "
+                "To generate data from `ivae`, pass u=... (the VAE: num_data=...) and set "
                 "IVAEConfig(num_observed=...)."
             )
     num_sources = config.num_sources or num_observed
     num_segments = config.num_segments
     if config.conditional_prior:
-        if u is None:
-            raise ValueError("The iVAE (conditional_prior=True) needs the auxiliary variable `u` (segment indices).")
         if num_segments is None:
             if isinstance(u, jax.core.Tracer):
                 raise ValueError("Set IVAEConfig(num_segments=...) when `u` is traced (inside jit).")

@@ -53,6 +53,7 @@ representations. ICML (disentanglement_lib: ``methods/unsupervised/vae.py``, ``m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -380,17 +381,34 @@ def _config_of(model: ZooModel | VAEConfig) -> VAEConfig:
     return config
 
 
-def encoder_function(
-    model: ZooModel | VAEConfig, params: Mapping[str, Any], image_shape: tuple[int, int]
-) -> Callable[[ArrayLike], tuple[jax.Array, jax.Array]]:
-    """A jitted function ``images (B, H, W) -> (mean, sd)`` of the fitted encoder (``params = fit.params``)."""
-    config = _config_of(model)
-    weights = {"encoder$params": params["encoder$params"]}
-
+@functools.lru_cache(maxsize=32)
+def _encoder_program(config: VAEConfig, image_shape: tuple[int, int]):
     @jax.jit
     def run(weights, images):
         return handlers.substitute(lambda: encoder_network(config, image_shape)(images), data=weights)()
 
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def _decoder_program(config: VAEConfig, image_shape: tuple[int, int]):
+    @jax.jit
+    def run(weights, z):
+        logits = handlers.substitute(lambda: decoder_network(config, image_shape)(z), data=weights)()
+        return jax.nn.sigmoid(logits)
+
+    return run
+
+
+def encoder_function(
+    model: ZooModel | VAEConfig, params: Mapping[str, Any], image_shape: tuple[int, int]
+) -> Callable[[ArrayLike], tuple[jax.Array, jax.Array]]:
+    """A jitted function ``images (B, H, W) -> (mean, sd)`` of the fitted encoder (``params = fit.params``).
+
+    Compiled once per config, image shape and batch size; the weights are an argument.
+    """
+    run = _encoder_program(_config_of(model), tuple(int(s) for s in image_shape))
+    weights = {"encoder$params": params["encoder$params"]}
     return lambda images: run(weights, jnp.asarray(images, dtype=jnp.float32))
 
 
@@ -398,14 +416,8 @@ def decoder_function(
     model: ZooModel | VAEConfig, params: Mapping[str, Any], image_shape: tuple[int, int]
 ) -> Callable[[ArrayLike], jax.Array]:
     """A jitted function ``z (B, K) -> pixel probabilities (B, H, W)`` of the fitted decoder."""
-    config = _config_of(model)
+    run = _decoder_program(_config_of(model), tuple(int(s) for s in image_shape))
     weights = {"decoder$params": params["decoder$params"]}
-
-    @jax.jit
-    def run(weights, z):
-        logits = handlers.substitute(lambda: decoder_network(config, image_shape)(z), data=weights)()
-        return jax.nn.sigmoid(logits)
-
     return lambda z: run(weights, jnp.asarray(z, dtype=jnp.float32))
 
 

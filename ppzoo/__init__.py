@@ -9,12 +9,12 @@ from ppzoo._runtime import configure_host_devices as _configure_host_devices
 # Before JAX starts a backend: one CPU device per chain, so chains run in parallel (PERFORMANCE.md).
 _configure_host_devices()
 
-from ppzoo import data, metrics  # noqa: E402
+from ppzoo import data, laws, metrics  # noqa: E402
 from ppzoo import models  # noqa: E402  (ppzoo.models, installed from models/)
 from ppzoo._runtime import enable_compilation_cache  # noqa: E402
 from ppzoo.fit import Fit, fit  # noqa: E402
 from ppzoo.report import report  # noqa: E402
 from ppzoo.sbc import SBCResult, sbc  # noqa: E402
 
-__all__ = ["fit", "Fit", "report", "sbc", "SBCResult", "data", "metrics", "models", "enable_compilation_cache", "__version__"]
+__all__ = ["fit", "Fit", "report", "sbc", "SBCResult", "data", "laws", "metrics", "models", "enable_compilation_cache", "__version__"]
 __version__ = "0.1.0"

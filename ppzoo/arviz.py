@@ -84,7 +84,8 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
     def loglik_fn(samples, arrays):
         return log_likelihood(model, samples, **arrays, **static)
 
-    loglik = _unflatten(loglik_fn(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays), chains)
+    loglik = loglik_fn(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays)
+    loglik = _unflatten({k: v for k, v in loglik.items() if k in sites.observed}, chains)
 
     # posterior predictive: observed sites resampled given each kept draw.
     pp_index = _thin_index(draws, max(1, predictive_draws // chains))

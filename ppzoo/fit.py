@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 
 from ppzoo._runtime import CompileTimer, warn
@@ -69,6 +70,8 @@ def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.A
         if kind == "sample":
             if site.get("infer", {}).get("is_auxiliary"):
                 continue
+            if site["is_observed"] and isinstance(site["fn"], dist.Unit):
+                continue  # numpyro.factor: a term of the log density, not data
             (observed if site["is_observed"] else latent).append(name)
         elif kind == "deterministic":
             deterministic.append(name)

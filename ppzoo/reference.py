@@ -24,10 +24,10 @@ directly. The reference name ``theta[1]`` (Stan, 1-based) is our ``theta[..., 0]
 | ``hmm_example-hmm_example`` | :func:`hmm_example` | ``y`` |
 | ``hudson_lynx_hare-lotka_volterra`` | :func:`lotka_volterra` | ``ts``, ``y_init``, ``y`` |
 | ``kidiq-kidscore_interaction`` | :func:`kidscore_interaction` | ``kid_score``, ``mom_hs``, ``mom_iq`` |
-| ``kilpisjarvi_mod-kilpisjarvi`` | :func:`kilpisjarvi` | ``x``, ``y``, ``pmualpha``, ``psalpha``, ``pmubeta``, ``psbeta`` |
+| ``kilpisjarvi_mod-kilpisjarvi`` | :func:`kilpisjarvi` | ``x``, ``y``, ``pmualpha``, ... ``psbeta`` |
 | ``low_dim_gauss_mix-low_dim_gauss_mix`` | :func:`low_dim_gauss_mix` | ``y`` |
-| ``mesquite-logmesquite_logvas`` | :func:`logmesquite_logvas` | ``weight``, ``diam1``, ``diam2``, ``canopy_height``, ``total_height``, ``density``, ``group`` |
-| ``one_comp_mm_elim_abs-one_comp_mm_elim_abs`` | :func:`one_comp_mm_elim_abs` | ``t0``, ``D``, ``V``, ``times``, ``C_hat`` |
+| ``mesquite-logmesquite_logvas`` | :func:`logmesquite_logvas` | ``weight``, ``diam1``, ... ``group`` |
+| ``one_comp_mm_elim_abs-one_comp_mm_elim_abs`` | :func:`one_comp_mm_elim_abs` | ``t0``, ... ``C_hat`` |
 | ``sblrc-blr`` | :func:`blr` | ``X``, ``y`` |
 
 Data keys are those of posteriordb's ``data.json``; sizes that follow from the arrays (``N``, ``T``,
@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,8 @@ __all__ = [
     "reference_table",
     "stan_names",
     "assemble_draws",
+    "GP_JITTER",
+    "ODE_SETTINGS",
     "ark",
     "arma11",
     "diamonds",
@@ -630,9 +632,10 @@ def _solve_ode(
     diffrax was the first choice, but its default ``RecursiveCheckpointAdjoint`` fails inside a ``while_loop``
     under ``pmap`` ("Closure-converted function called with different dynamic arguments",
     patrick-kidger/diffrax#765), which is how NumPyro and ppzoo run parallel NUTS chains; its
-    ``DirectAdjoint`` worked but was ~15x slower per gradient, and ``BacksolveAdjoint`` at Stan's loose
-    tolerance gave gradients poor enough that a chain stalled. Non-finite solutions give a NaN density,
-    which NUTS rejects (as Stan rejects a proposal when its integrator fails).
+    ``DirectAdjoint`` and ``BacksolveAdjoint`` work there but took 2.1 ms and 0.44 ms per log-density
+    gradient of the Lotka-Volterra port against odeint's 0.19 ms (float32, 2 CPU cores). Non-finite
+    solutions give a NaN density, which NUTS rejects (as Stan rejects a proposal when its integrator fails).
+    odeint does not report hitting ``mxstep``: it then extrapolates from the last accepted step.
     """
     from jax.experimental.ode import odeint
 
@@ -645,8 +648,8 @@ def _solve_ode(
 #: (relative error of the solution ~1e-3 at the posterior, < 0.5% of the noise sd ``sigma`` ~ 0.25 on
 #: the log scale). Pharmacokinetics: Stan's ``integrate_ode_bdf`` defaults (1e-10) are stricter than the
 #: data need; 1e-6 puts the solution error far below the noise sd ``sigma`` ~ 0.13. ``mxstep`` bounds
-#: the steps per output interval; it binds only where the Michaelis-Menten term is extremely stiff
-#: (``K_m`` < ~1e-5), a region of negligible posterior mass.
+#: the steps per output interval; by a step-size stability estimate it binds only where the
+#: Michaelis-Menten term is extremely stiff (``K_m`` below ~1e-5), a region of negligible posterior mass.
 ODE_SETTINGS = {
     "lotka_volterra": {"rtol": 1e-5, "atol": 1e-3, "mxstep": 10_000},
     "one_comp_mm_elim_abs": {"rtol": 1e-6, "atol": 1e-6, "mxstep": 10_000},
@@ -673,9 +676,11 @@ def lotka_volterra(*, ts: Any, y_init: Any, y: Any) -> None:
     statements on (0, inf) only by parameter-free constants. The ODE is solved by an adaptive
     Dormand-Prince method at Stan's tolerances (:data:`ODE_SETTINGS`).
 
-    The posterior has local modes: a poor fit with ``sigma`` ~ 0.6 and ``theta`` ~ 1, about 35 log-density
-    units below the main mode. NUTS chains started at random points (or at the prior median) can stay
-    there through 1000 warmup iterations; start them near the main mode or discard such chains (R-hat).
+    The posterior has local modes, e.g. a poor fit with ``sigma`` ~ (0.5, 0.6) and ``theta`` ~
+    (0.9, 0.06, 1.1, 0.04) whose log density is ~45 units below the main mode's (0.55, 0.028, 0.80, 0.024;
+    ``sigma`` ~ 0.25). NUTS chains started at random points or at the prior median stayed in such modes
+    through the warmup in our runs (2 of 4 chains with seed 0); start chains near the main mode, or
+    detect stuck chains with R-hat.
 
     ========  =======  ========  =================================
     site      shape    support   role
@@ -780,13 +785,8 @@ def one_comp_mm_elim_abs(*, t0: float, D: float, V: float, times: Any, C_hat: An
 # --------------------------------------------------------------------------------------------------------
 
 
-def _arrays(raw: Mapping[str, Any], keys: tuple[str, ...], scalars: tuple[str, ...] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in keys:
-        out[key] = np.asarray(raw[key], dtype=float)
-    for key in scalars:
-        out[key] = raw[key]
-    return out
+def _arrays(raw: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {key: np.asarray(raw[key], dtype=float) for key in keys}
 
 
 @dataclass(frozen=True)
@@ -794,10 +794,11 @@ class _Case:
     model: Callable[..., None]
     prepare: Callable[[Mapping[str, Any]], dict[str, Any]]
     x64: bool = False
+    log_scale: tuple[str, ...] = ()
 
 
 #: Registry: posteriordb posterior name -> port. Explicit, so an unknown name can list the valid ones.
-CASES: dict[str, _Case] = {
+_CASES: dict[str, _Case] = {
     "arK-arK": _Case(ark, lambda d: {"K": int(d["K"]), "y": np.asarray(d["y"], dtype=float)}),
     "arma-arma11": _Case(arma11, lambda d: _arrays(d, ("y",))),
     "diamonds-diamonds": _Case(diamonds, lambda d: _arrays(d, ("X", "Y"))),
@@ -805,7 +806,9 @@ CASES: dict[str, _Case] = {
     "eight_schools-eight_schools_noncentered": _Case(eight_schools_noncentered, lambda d: _arrays(d, ("y", "sigma"))),
     "garch-garch11": _Case(garch11, lambda d: {"y": np.asarray(d["y"], dtype=float), "sigma1": float(d["sigma1"])}),
     "gp_pois_regr-gp_pois_regr": _Case(
-        gp_pois_regr, lambda d: {"x": np.asarray(d["x"], dtype=float), "k": np.asarray(d["k"], dtype=np.int32)}, x64=True
+        gp_pois_regr,
+        lambda d: {"x": np.asarray(d["x"], dtype=float), "k": np.asarray(d["k"], dtype=np.int32)},
+        x64=True,
     ),
     "hmm_example-hmm_example": _Case(hmm_example, lambda d: _arrays(d, ("y",))),
     "hudson_lynx_hare-lotka_volterra": _Case(lotka_volterra, lambda d: _arrays(d, ("ts", "y_init", "y"))),
@@ -830,6 +833,10 @@ CASES: dict[str, _Case] = {
             "V": float(d["V"]),
             **_arrays(d, ("times", "C_hat")),
         },
+        # Along the ridge K_m -> inf with V_m / K_m fixed the likelihood is flat and the two half-Cauchy
+        # priors leave a density ~ K_m^-3: infinite variance (Hill tail index of the reference draws
+        # 1.4-1.9 for K_m, 2.3-3 for V_m; 10 of 10,000 draws carry half the sample variance).
+        log_scale=("K_m", "V_m"),
     ),
     "sblrc-blr": _Case(blr, lambda d: _arrays(d, ("X", "y"))),
 }
@@ -859,6 +866,10 @@ class ReferencePosterior:
     x64 : bool
         Whether the port needs ``jax_enable_x64`` to define exactly Stan's density (see
         :func:`gp_pois_regr`).
+    log_scale : tuple of str
+        Positive sites that :func:`compare_to_reference` compares on the log scale by default, because
+        their posterior tail is so heavy (infinite variance) that sample means and sds obey no central
+        limit theorem (``K_m`` and ``V_m`` of the pharmacokinetic model).
     """
 
     name: str
@@ -869,6 +880,7 @@ class ReferencePosterior:
     meta: dict[str, Any] = field(repr=False)
     adapt_delta: float = 0.8
     x64: bool = False
+    log_scale: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {v.shape[2:]}" for k, v in self.draws.items())
@@ -877,7 +889,7 @@ class ReferencePosterior:
 
 def reference_names() -> list[str]:
     """Return the names of the 15 ported posteriordb posteriors, sorted."""
-    return sorted(CASES)
+    return sorted(_CASES)
 
 
 def _reference_dir() -> Any:
@@ -988,12 +1000,12 @@ def load_reference(name: str) -> ReferencePosterior:
     >>> ref.draws["theta"].shape  # doctest: +SKIP
     (10, 1000, 8)
     """
-    if not isinstance(name, str) or name not in CASES:
+    if not isinstance(name, str) or name not in _CASES:
         raise ValueError(
             f"Unknown reference posterior {name!r}. Valid names: {', '.join(reference_names())}. "
             "Example: load_reference('eight_schools-eight_schools_noncentered')."
         )
-    case = CASES[name]
+    case = _CASES[name]
     folder = _reference_dir() / name
     with open(folder / "data.json") as fh:
         raw = json.load(fh)
@@ -1015,6 +1027,7 @@ def load_reference(name: str) -> ReferencePosterior:
         meta=meta,
         adapt_delta=adapt_delta,
         x64=case.x64,
+        log_scale=case.log_scale,
     )
 
 
@@ -1035,7 +1048,9 @@ def _samples_of(fit_or_samples: Any) -> Mapping[str, Any]:
     )
 
 
-def _stack_sites(draws: Mapping[str, Any], sites: Mapping[str, tuple[int, ...]], label: str) -> tuple[np.ndarray, list[str]]:
+def _stack_sites(
+    draws: Mapping[str, Any], sites: Mapping[str, tuple[int, ...]], label: str
+) -> tuple[np.ndarray, list[str]]:
     """Flatten the sites' scalars into ``(chain, draw, n_scalars)`` with their Stan names."""
     blocks, names = [], []
     for site, shape in sites.items():
@@ -1082,6 +1097,7 @@ def compare_to_reference(
     z_tol: float = 4.0,
     w1_tol: float = 5.0,
     independent: bool | None = None,
+    log_scale: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     r"""Compare posterior draws with a posteriordb reference, parameter by parameter.
 
@@ -1106,6 +1122,10 @@ def compare_to_reference(
     check of shape (skew, tails, modes) that mean and sd miss, at 0.17 sd for ESS 1000. These thresholds
     scale with the ESS, so a reduced run (2 x 500) is judged with the same defaults.
 
+    All of this assumes finite fourth moments. Sites in ``log_scale`` (by default
+    ``reference.log_scale``, e.g. the infinite-variance ``K_m`` of the pharmacokinetic model) are
+    compared after taking logs, where their moments are finite; their rows say ``scale == "log"``.
+
     Parameters
     ----------
     fit_or_samples : object with ``.samples`` or Mapping[str, array_like]
@@ -1121,11 +1141,15 @@ def compare_to_reference(
         Whether the draws are independent (SVI or other exact samplers): then MCSE = sd / sqrt(n), the
         iid delta-method MCSE of the sd and ESS = n are used. Default: independent if there is one chain
         (arviz needs >= 2 chains to judge mixing), otherwise MCMC (arviz MCSE and ESS).
+    log_scale : sequence of str, optional
+        Positive reference sites to compare on the log scale. Default ``reference.log_scale``; pass
+        ``()`` to compare every site on its own scale.
 
     Returns
     -------
     pandas.DataFrame
-        One row per scalar, indexed by Stan name, with columns ``posterior``, ``site``, ``mean``,
+        One row per scalar, indexed by Stan name, with columns ``posterior``, ``site``, ``scale``
+        (``"identity"`` or ``"log"``: all statistics of that row are of the logged draws), ``mean``,
         ``ref_mean``, ``mcse``, ``ref_mcse``, ``z_mean``, ``sd``, ``ref_sd``, ``sd_ratio``, ``mcse_sd``,
         ``ref_mcse_sd``, ``z_sd``, ``w1``, ``w1_bound``, ``ess``, ``ref_ess``, ``passed``.
 
@@ -1135,8 +1159,8 @@ def compare_to_reference(
         If ``fit_or_samples`` is neither a mapping nor has a ``.samples`` mapping, or ``reference`` is not
         a :class:`ReferencePosterior`.
     ValueError
-        If a reference site is missing or has the wrong shape, if a tolerance is not positive, or if there
-        are fewer than 4 draws.
+        If a reference site is missing or has the wrong shape, if a tolerance is not positive, if there
+        are fewer than 4 draws, or if a ``log_scale`` site is not a reference site or has draws <= 0.
     """
     from scipy.stats import wasserstein_distance
 
@@ -1151,6 +1175,25 @@ def compare_to_reference(
     sites = {site: values.shape[2:] for site, values in reference.draws.items()}
     ours, names = _stack_sites(samples, sites, "fit")
     ref, _ = _stack_sites(reference.draws, sites, "reference")
+    site_of = [site for site, shape in sites.items() for _ in range(math.prod(shape))]
+    logged = tuple(reference.log_scale if log_scale is None else log_scale)
+    unknown = sorted(set(logged) - set(sites))
+    if unknown:
+        raise ValueError(
+            f"log_scale names {', '.join(map(repr, unknown))}, which are not sites of the reference; "
+            f"valid sites: {', '.join(sites)}."
+        )
+    on_log = np.array([site in logged for site in site_of])
+    if on_log.any():
+        for label, values in (("fit", ours), ("reference", ref)):
+            if np.any(values[..., on_log] <= 0):
+                raise ValueError(
+                    f"The {label} has draws <= 0 for a log_scale site ({', '.join(logged)}); only positive "
+                    "sites can be compared on the log scale. Pass log_scale=() to compare on the original scale."
+                )
+        ours, ref = ours.copy(), ref.copy()
+        ours[..., on_log] = np.log(ours[..., on_log])
+        ref[..., on_log] = np.log(ref[..., on_log])
     if ours.shape[0] * ours.shape[1] < 4:
         raise ValueError(
             f"compare_to_reference needs at least 4 draws; got {ours.shape[0]} chain(s) x {ours.shape[1]} draw(s)."
@@ -1170,11 +1213,11 @@ def compare_to_reference(
     z_mean = (mean - ref_mean) / np.sqrt(mcse**2 + ref_mcse**2)
     z_sd = (sd - ref_sd) / np.sqrt(mcse_sd**2 + ref_mcse_sd**2)
     w1_bound = w1_tol * np.sqrt(1.0 / ess + 1.0 / ref_ess)
-    site_of = [site for site, shape in sites.items() for _ in range(math.prod(shape))]
     table = pd.DataFrame(
         {
             "posterior": reference.name,
             "site": site_of,
+            "scale": np.where(on_log, "log", "identity"),
             "mean": mean,
             "ref_mean": ref_mean,
             "mcse": mcse,

@@ -56,7 +56,9 @@ def test_sites_and_shapes(conditional):
         table = trace["prior_log_variance"]["value"]
         np.testing.assert_allclose(scale, np.exp(0.5 * table[data["u"]]), rtol=1e-6)
     else:
-        np.testing.assert_array_equal(trace["z"]["fn"].base_dist.scale, 1.0)
+        z = trace["z"]["value"]
+        expected = -0.5 * (z**2 + np.log(2 * np.pi)).sum(-1)  # standard normal prior
+        np.testing.assert_allclose(trace["z"]["fn"].log_prob(z), expected, rtol=1e-5)
     guide_trace = handlers.trace(handlers.seed(model.make_guide(), 0)).get_trace(**data)
     assert guide_trace["z"]["value"].shape == (n, K)
     encoder_in = jax.tree.leaves(guide_trace["encoder$params"]["value"])
@@ -82,7 +84,7 @@ def test_minibatch_elbo_is_unbiased_for_the_full_elbo():
     svi = SVI(full, full.make_guide(), optax_to_numpyro(optax.adam(1e-3)), Trace_ELBO())
     state = svi.init(jax.random.key(0), **data)
     params = svi.get_params(state)
-    keys = jax.random.split(jax.random.key(1), 400)
+    keys = jax.random.split(jax.random.key(1), 200)
 
     def losses(model):
         loss = lambda key: Trace_ELBO().loss(key, params, model, model.make_guide(), **data)  # noqa: E731
@@ -248,12 +250,22 @@ def test_amortization_gap_bad_input(args, match):
 # ---------------------------------------------------------------------------- recovery and exact posterior
 
 # Reduced setting of the issue: 3 sources, 10 segments x 500 training points (+100 held out), 2-layer xtanh
-# mixing, standardized x. Trained with NumPyro's SVI on minibatches of 64 (ppzoo.fit's SVI engine cannot yet
+# mixing, standardized x, decoder noise sd 0.1. Trained with NumPyro's SVI on minibatches of 64 (ppzoo.fit's SVI engine cannot yet
 # draw a subsampled model on all the data; once it can, this becomes ppzoo.fit(..., engine="svi")).
+# Thresholds MEASURED with exactly this setting and training (script over seeds 0-4, seed = data and network
+# seed; the test runs seed 0). Held-out Pearson MCC:
+#   iVAE: 0.956, 0.942, 0.872, 0.926, 0.861   (mean 0.911)
+#   VAE:  0.753, 0.832, 0.802, 0.844, 0.801   (mean 0.806)
+#   iVAE - VAE: 0.203, 0.110, 0.070, 0.082, 0.060
+# RECOVERY_MIN sits 0.06 below the worst seed and RECOVERY_MARGIN at half the smallest gap, so the test holds for
+# any of the measured seeds (and for small numerical differences between platforms) while still failing for a
+# model that does not use u (the VAE's best seed is 0.844 < 0.86) or that does no better than the VAE.
+RECOVERY_MIN = 0.80
+RECOVERY_MARGIN = 0.03
 RECOVERY = dict(num_sources=3, num_segments=10, points_per_segment=600, num_layers=2, activation="xtanh")
 HELDOUT = 100
 TRAIN = dict(steps=5000, learning_rate=3e-3)
-NET = dict(hidden=(32, 32), observation_noise=0.05, batch_size=64)
+NET = dict(hidden=(32, 32), observation_noise=0.1, batch_size=64)
 
 
 def _train(model, data, *, steps, learning_rate, seed):
@@ -266,7 +278,7 @@ def _train(model, data, *, steps, learning_rate, seed):
 
 @pytest.fixture(scope="module")
 def recovery():
-    from case_studies.nonlinear_ica import split_heldout
+    from ppzoo.case_studies.nonlinear_ica import split_heldout
 
     ds = ppzoo.data.load("nonlinear_ica", seed=0, **RECOVERY)
     train, test, _ = split_heldout(ds, HELDOUT)
@@ -283,7 +295,6 @@ def test_ivae_recovers_the_sources_and_beats_the_vae(recovery):
     test = recovery["test"]
     ivae_mcc = mcc(encode(recovery["ivae"], test["x"], test["u"])[0], test["z"])
     vae_mcc = mcc(encode(recovery["vae"], test["x"], test["u"])[0], test["z"])
-    # THRESHOLDS MEASURED, not tuned: see the comment block above RECOVERY_MIN.
     assert ivae_mcc > RECOVERY_MIN, (ivae_mcc, vae_mcc)
     assert ivae_mcc > vae_mcc + RECOVERY_MARGIN, (ivae_mcc, vae_mcc)
 
@@ -296,9 +307,11 @@ def test_exact_posterior_of_held_out_sources(recovery):
     held = {"x": test["x"][chosen], "u": test["u"][chosen]}
     exact = ppzoo.fit(fit.model.with_config(batch_size=None), held, engine="nuts", params=fit.params, seed=0,
                       num_warmup=500, num_samples=500, num_chains=4)
+    import arviz_base
     import arviz_stats
 
-    rhat = np.asarray(arviz_stats.rhat(exact.to_arviz(predictive_draws=10, prior_draws=10), var_names=["z"])["z"])
+    posterior = arviz_base.from_dict({"posterior": {"z": exact.samples["z"]}})
+    rhat = np.asarray(arviz_stats.rhat(posterior, var_names=["z"])["z"])
     assert rhat.max() <= 1.01
     mean, sd = encode(fit, held["x"], held["u"])
     gap = amortization_gap(mean, sd, exact.samples["z"], true=test["z"][chosen])

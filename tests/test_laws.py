@@ -46,7 +46,13 @@ def test_library_evaluate_matches_the_named_functions():
     assert values.shape == (7, lib.num_terms)
     column = dict(zip(lib.names, values.T))
     x0, x1 = states.T
-    expected = {"1": 1.0 + 0 * x0, "x0 x1": x0 * x1, "x1^2": x1**2, "sin(2 x1)": np.sin(2 * x1), "x1 cos(x0)": x1 * np.cos(x0)}
+    expected = {
+        "1": np.ones_like(x0),
+        "x0 x1": x0 * x1,
+        "x1^2": x1**2,
+        "sin(2 x1)": np.sin(2 * x1),
+        "x1 cos(x0)": x1 * np.cos(x0),
+    }
     for name, value in expected.items():
         np.testing.assert_allclose(column[name], value, rtol=1e-12)
     # A JAX array gives a JAX array with the same values (float32: 1e-5 relative).
@@ -351,7 +357,9 @@ def test_whitening_is_an_exact_change_of_variables(weight):
     lam2 = c2[:, None] * lam**2 / (c2[:, None] + tau[:, None] ** 2 * lam**2)
     prior_var = tau[:, None] ** 2 * lam2 * (y_scale[:, None] / x_scale[None, :]) ** 2
     marginal = sum(
-        stats.multivariate_normal(np.zeros(n), (x * prior_var[j]) @ x.T + sigma[j] ** 2 / weight * np.eye(n)).logpdf(y[:, j])
+        stats.multivariate_normal(np.zeros(n), (x * prior_var[j]) @ x.T + sigma[j] ** 2 / weight * np.eye(n)).logpdf(
+            y[:, j]
+        )
         + 0.5 * n * np.log(2 * np.pi * sigma[j] ** 2 / weight)
         - 0.5 * n * weight * np.log(2 * np.pi * sigma[j] ** 2)
         for j in range(k)

@@ -116,6 +116,24 @@ def test_compare_errors(synthetic):
         compare_to_reference({k: v[:1, :2] for k, v in same.items()}, ref)
 
 
+def test_log_scale_sites_are_compared_on_logged_draws():
+    rng = np.random.default_rng(1)
+    ref = ReferencePosterior(
+        name="lognormal", model=lambda: None, data={}, draws={"k": np.exp(rng.normal(size=(10, 1000)))},
+        summary=pd.DataFrame(), meta={}, log_scale=("k",),
+    )
+    same = {"k": np.exp(rng.normal(size=(4, 1000)))}
+    table = compare_to_reference(same, ref)
+    assert table.loc["k", "scale"] == "log"
+    np.testing.assert_allclose(table.loc["k", "ref_mean"], np.log(ref.draws["k"]).mean(), rtol=1e-12)
+    assert table["passed"].all()  # same distribution: passes with probability > 0.999 (see above)
+    assert compare_to_reference(same, ref, log_scale=()).loc["k", "scale"] == "identity"
+    with pytest.raises(ValueError, match="not sites of the reference"):
+        compare_to_reference(same, ref, log_scale=("theta",))
+    with pytest.raises(ValueError, match="draws <= 0 for a log_scale site"):
+        compare_to_reference({"k": -same["k"]}, ref)
+
+
 def test_reference_table_condenses_per_case_and_engine(synthetic):
     ref, same = synthetic
     good = compare_to_reference(same, ref)
@@ -170,8 +188,10 @@ def test_load_reference_assembles_the_stan_draws():
     np.testing.assert_array_equal(ref.draws["tau"][0], chains[0]["tau"])
     # reference_summary.csv was computed from the same pooled draws.
     np.testing.assert_allclose(ref.draws["theta"][..., 0].mean(), ref.summary.loc["theta[1]", "mean"], rtol=1e-10)
-    assert ref.adapt_delta == 0.95 and not ref.x64
+    assert ref.adapt_delta == 0.95 and not ref.x64 and ref.log_scale == ()
     assert sorted(ref.data) == ["sigma", "y"]
+    assert load_reference("one_comp_mm_elim_abs-one_comp_mm_elim_abs").log_scale == ("K_m", "V_m")
+    assert load_reference("gp_pois_regr-gp_pois_regr").x64
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -207,21 +227,37 @@ def test_every_port_has_the_reference_sites_with_their_shapes():
 # NUTS against Stan's reference (slow)
 # ----------------------------------------------------------------------------------------------------------
 
-FAST_CASES = ["eight_schools-eight_schools_noncentered", "kidiq-kidscore_interaction", "sblrc-blr", "arK-arK"]
+FAST_CASES = ["eight_schools-eight_schools_noncentered", "sblrc-blr", "arK-arK", "arma-arma11"]
+
+
+def _fit_and_compare(name: str, engine: str) -> pd.DataFrame:
+    ref = load_reference(name)
+    fit = ppzoo.fit(
+        ref.model, ref.data, engine=engine, seed=0, num_warmup=500, num_samples=500, num_chains=2,
+        target_accept_prob=ref.adapt_delta,
+    )
+    return compare_to_reference(fit, ref)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["nuts", "blackjax"])
 @pytest.mark.parametrize("name", FAST_CASES)
 def test_nuts_matches_the_stan_reference(name, engine):
-    ref = load_reference(name)
-    fit = ppzoo.fit(
-        ref.model, ref.data, engine=engine, seed=0, num_warmup=500, num_samples=500, num_chains=2,
-        target_accept_prob=ref.adapt_delta,
-    )
-    table = compare_to_reference(fit, ref)
+    table = _fit_and_compare(name, engine)
     # 2 x 500 draws: the default tolerances already scale with the Monte Carlo error (|z| < 4 with both
     # MCSEs, W1 < 5 sqrt(1/ESS + 1/ESS_ref)); at ESS ~ 500 they flag mean errors above ~0.18 sd, sd errors
-    # above ~15% and W1 above ~0.23 sd. Over the 4 cases x 2 engines x 23 scalars the false-alarm
+    # above ~15% and W1 above ~0.23 sd. Over the 4 cases x 2 engines x 21 scalars the false-alarm
     # probability is about 1%.
+    assert table["passed"].all(), table[~table["passed"]].T
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    raises=NotImplementedError,
+    strict=True,
+    reason="ppzoo.fit runs the model once with prior draws (inspect_model), and an improper flat prior "
+    "(ImproperUniform, Stan's implicit prior) cannot be drawn from; remove this mark once fit supports it",
+)
+def test_flat_prior_port_through_ppzoo_fit():
+    table = _fit_and_compare("kidiq-kidscore_interaction", "nuts")
     assert table["passed"].all(), table[~table["passed"]].T

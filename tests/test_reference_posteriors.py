@@ -15,6 +15,7 @@ from numpyro.infer import init_to_uniform
 import ppzoo
 from ppzoo.data._paths import validation_dir
 from ppzoo.reference import (
+    GaussianHMM,
     ReferencePosterior,
     assemble_draws,
     compare_to_reference,
@@ -221,6 +222,24 @@ def test_every_port_has_the_reference_sites_with_their_shapes():
             assert site in shapes, (name, site)
             assert shapes[site] == draws.shape[2:], (name, site)
         assert set(ref.summary.index) == {n for s, d in ref.draws.items() for n in stan_names(s, d.shape[2:])}
+
+
+def test_gaussian_hmm_log_prob_equals_the_sum_over_all_state_paths():
+    import itertools
+
+    from scipy.stats import norm
+
+    log_trans = np.log(np.array([[0.9, 0.1], [0.3, 0.7]]))
+    mu = np.array([3.0, 10.0])
+    hmm = GaussianHMM(log_trans, mu, 5)
+    assert hmm.sample(jax.random.key(1), (2, 3)).shape == (2, 3, 5)
+    y = np.random.default_rng(0).normal(6.0, 4.0, size=5)
+    paths = []
+    for z in itertools.product(range(2), repeat=5):
+        emit = sum(norm.logpdf(y[t], mu[k], 1.0) for t, k in enumerate(z))
+        paths.append(np.log(0.5) + sum(log_trans[a, b] for a, b in zip(z[:-1], z[1:])) + emit)
+    # Exact identity up to float32 rounding of a sum of ~10 terms of size ~10.
+    np.testing.assert_allclose(float(hmm.log_prob(y)), np.logaddexp.reduce(paths), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------

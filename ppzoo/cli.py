@@ -16,9 +16,6 @@ __all__ = ["main", "CASE_STUDIES"]
 #: Case-study name -> module. Explicit, so an unknown name lists the valid ones.
 CASE_STUDIES: dict[str, str] = {
     "ica": "ppzoo.case_studies.ica",
-    "nonlinear_ica": "ppzoo.case_studies.nonlinear_ica",
-    "shapes": "ppzoo.case_studies.shapes",
-    "digits": "ppzoo.case_studies.digits",
 }
 
 

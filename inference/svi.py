@@ -128,22 +128,31 @@ def run_svi(
     svi = SVI(model, guide, optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
     arrays, static = split_data(data)
     state = svi.init(init_key, **arrays, **static)
+    # Copy before donating: initial values may share buffers with objects the caller keeps (e.g. the
+    # weights of a cached network module), which donation would delete.
+    state = jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, state)
     chunk = min(options.chunk_size, options.steps)
     total = options.steps
 
     def run_chunk(state, failed, start, arrays):
         def one_step(carry, index):
-            state, failed = carry
+            state, previous, failed = carry
             new_state, loss = svi.update(state, **arrays, **static)
-            leaves = jax.tree.leaves(svi.optim.get_params(new_state.optim_state))
-            finite = jnp.isfinite(loss)
-            for leaf in leaves:
-                finite = finite & jnp.all(jnp.isfinite(leaf))
-            active = index < total
-            state = jax.lax.cond(finite & active & ~failed, lambda: new_state, lambda: state)
-            return (state, failed | (active & ~finite)), loss
+            params_finite = jnp.array(True)
+            for leaf in jax.tree.leaves(svi.optim.get_params(new_state.optim_state)):
+                params_finite = params_finite & jnp.all(jnp.isfinite(leaf))
+            live = (index < total) & ~failed
+            loss_finite = jnp.isfinite(loss)
+            # The loss is that of `state`: if it is not finite, `state` itself is bad and `previous` is the
+            # last good one; if only the new parameters are not finite, `state` is the last good one.
+            state, previous = jax.lax.cond(
+                live & loss_finite & params_finite,
+                lambda: (new_state, state),
+                lambda: jax.lax.cond(live & ~loss_finite, lambda: (previous, previous), lambda: (state, previous)),
+            )
+            return (state, previous, failed | (live & ~(loss_finite & params_finite))), loss
 
-        (state, failed), losses = jax.lax.scan(one_step, (state, failed), start + jnp.arange(chunk))
+        (state, _, failed), losses = jax.lax.scan(one_step, (state, state, failed), start + jnp.arange(chunk))
         return state, failed, losses
 
     run_chunk = jax.jit(run_chunk, donate_argnums=0)

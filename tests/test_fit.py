@@ -101,17 +101,18 @@ def test_svi_compiles_once_whatever_the_steps(conjugate_data):
 
 def test_svi_nan_loss_stops_and_keeps_last_good_params():
     def model(y=None):
-        scale = numpyro.param("scale", 1.0)
+        push = numpyro.param("push", 0.0)  # unconstrained on purpose
+        numpyro.factor("reward", push)  # a constant gradient: Adam raises `push` by ~lr every step
         mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        # log(scale) turns NaN once a large learning rate pushes the unconstrained param negative
-        numpyro.sample("y", dist.Normal(mu, jax.numpy.log(scale) + 1.0), obs=y)
+        # ... until push > 3, where the scale is sqrt of a negative number: NaN at a known step (~7).
+        numpyro.sample("y", dist.Normal(mu, jax.numpy.sqrt(3.0 - push) + 0.1), obs=y)
 
     with pytest.warns(UserWarning, match=r"SVI stopped at step \d+: .*last finite loss"):
-        fit = ppzoo.fit(model, {"y": np.ones(5, np.float32) * 50}, engine="svi", steps=400, learning_rate=5.0,
+        fit = ppzoo.fit(model, {"y": np.zeros(5, np.float32)}, engine="svi", steps=400, learning_rate=0.5,
                         num_draws=10)
     assert any("SVI stopped" in w for w in fit.warnings)
-    assert np.isfinite(fit.params["scale"])
-    assert np.all(np.isfinite(fit.losses[:-1]))
+    assert np.isfinite(fit.params["push"]) and fit.params["push"] <= 3.0  # the last good value is kept
+    assert np.all(np.isfinite(fit.losses[:-1])) and not np.isfinite(fit.losses[-1])
     assert len(fit.losses) < 400
 
 
@@ -136,9 +137,11 @@ def test_fixed_network_weights_then_mcmc():
         fit = ppzoo.fit(model, {"x": x}, engine=engine, params=svi.params, num_warmup=200, num_samples=200,
                         num_chains=2)
         assert fit.samples["z"].shape == (2, 200, 30, 1)
-        # The learned decoder is a near-invertible map of z: the MCMC posterior means recover z up to sign.
-        assert ppzoo.metrics.mcc(fit.samples["z"].mean((0, 1)), z) > 0.9
-        assert "posterior_predictive" in fit.to_arviz().children
+        # With the learned decoder held fixed, the MCMC posterior regenerates the data: replicated x within
+        # 0.3 of the observed on average (noise sd 0.05 plus the decoder's own error). z itself is not
+        # identified by 30 points, so it is not compared with the truth.
+        replicated = fit.to_arviz()["posterior_predictive"]["x"].mean(("chain", "draw")).values
+        assert np.mean(np.abs(replicated - x)) < 0.3
 
 
 # ---------------------------------------------------------------- bad input: each names the input and the fix

@@ -1,0 +1,283 @@
+"""NumPyro SVI with optax: a jitted, state-donating update run in compiled chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro import handlers
+from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
+from numpyro.infer.util import log_density
+from numpyro.optim import optax_to_numpyro
+
+from ppzoo.inference._base import EngineResult, Options, split_data, validate_positive
+
+__all__ = ["SVIOptions", "run_svi", "GUIDES", "make_guide", "SVIExtension"]
+
+GuideName = Literal["auto_normal", "auto_mvn", "auto_delta", "auto_lowrank"]
+
+#: Autoguides by name.
+GUIDES: dict[str, Callable[..., Any]] = {
+    "auto_normal": autoguide.AutoNormal,
+    "auto_mvn": autoguide.AutoMultivariateNormal,
+    "auto_delta": autoguide.AutoDelta,
+    "auto_lowrank": autoguide.AutoLowRankMultivariateNormal,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SVIExtension:
+    """Extension point: extra trainable state updated alternately with the ELBO step, inside the compiled loop.
+
+    FactorVAE's discriminator, for instance, is trained between SVI steps with its own optimizer: the ELBO
+    must not move its weights (the VAE minimises the total correlation the discriminator estimates), so they
+    live here rather than in NumPyro's param store. Each step of :func:`run_svi` does
+
+    1. ``svi.update(svi_state, **data, **model_kwargs(state))``: the ELBO step, the model reading the state
+       through keyword arguments;
+    2. ``state, aux_loss = update(state, params, data, key)`` with the *new* SVI params: the extension's step.
+
+    Both are skipped together when the ELBO loss, the new params, ``aux_loss`` or the new state is not
+    finite (training then stops with the usual warning, the last good params and state kept).
+
+    Attributes
+    ----------
+    init : callable
+        ``init(key, params, data) -> state``, a pytree of arrays; ``params`` are the initial SVI params
+        (constrained), ``data`` the model's keyword arguments.
+    update : callable
+        ``update(state, params, data, key) -> (state, aux_loss)``; traced once inside the compiled chunk.
+    model_kwargs : callable
+        ``model_kwargs(state) -> dict`` of extra keyword arguments for model and guide during training.
+        The model must also run without them (they are absent when the fit's draws and ArviZ groups are
+        computed), e.g. by skipping the term that needs them.
+    name : str
+        The final state is returned in ``fit.params[f"{name}$state"]`` (not a NumPyro param: nothing else
+        reads it), so that it can be inspected or reused.
+
+    How a model supplies one: pass ``ppzoo.fit(..., engine="svi", extension=ext)``, or give the model's own
+    guide (``ZooModel.guide``) an attribute ``svi_extension``; the engine uses it whenever that guide is the
+    one being fit (``guide=None``). Models without an extension run exactly as before.
+    """
+
+    init: Callable[..., Any]
+    update: Callable[..., tuple[Any, jax.Array]]
+    model_kwargs: Callable[[Any], dict[str, Any]]
+    name: str = "extension"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SVIOptions(Options):
+    """Settings of the ``"svi"`` engine.
+
+    Parameters
+    ----------
+    steps : int
+        Optimisation steps.
+    learning_rate : float
+        Adam's learning rate.
+    guide : str, callable or None
+        ``"auto_normal"``, ``"auto_mvn"``, ``"auto_delta"``, ``"auto_lowrank"``, or a guide function.
+        ``None``: the zoo model's own (amortized) guide, else ``"auto_normal"``.
+    num_particles : int
+        Monte Carlo samples per ELBO estimate.
+    num_draws : int
+        Posterior draws taken from the fitted guide.
+    progress_bar : bool
+        Show a progress bar over training chunks.
+    chunk_size : int
+        Steps per compiled call (one compile whatever ``steps`` is; NaN checks happen per step).
+    extension : SVIExtension or None
+        Extra state trained alternately with the ELBO (:class:`SVIExtension`). ``None``: the guide's own
+        ``svi_extension`` attribute if it has one (e.g. FactorVAE's discriminator), else none.
+    """
+
+    steps: int = 2000
+    learning_rate: float = 1e-2
+    guide: str | Callable[..., Any] | None = None
+    num_particles: int = 1
+    num_draws: int = 1000
+    progress_bar: bool = False
+    chunk_size: int = 200
+    extension: SVIExtension | None = None
+
+    def __post_init__(self) -> None:
+        validate_positive(
+            "SVI",
+            steps=self.steps,
+            learning_rate=self.learning_rate,
+            num_particles=self.num_particles,
+            num_draws=self.num_draws,
+            chunk_size=self.chunk_size,
+        )
+        for name in ("steps", "num_particles", "num_draws", "chunk_size"):
+            if not isinstance(getattr(self, name), (int, np.integer)):
+                raise TypeError(f"SVI option `{name}` must be an integer; got {getattr(self, name)!r}.")
+        if isinstance(self.guide, str) and self.guide not in GUIDES:
+            raise ValueError(
+                f"SVI option `guide` must be one of {', '.join(map(repr, GUIDES))} or a guide function; "
+                f"got {self.guide!r}."
+            )
+        if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
+            raise TypeError(f"SVI option `guide` must be a name or a callable; got {self.guide!r}.")
+        if self.extension is not None and not isinstance(self.extension, SVIExtension):
+            raise TypeError(
+                f"SVI option `extension` must be a ppzoo.inference.SVIExtension or None; got {self.extension!r}."
+            )
+
+
+def make_guide(model: Callable[..., Any], guide: str | Callable[..., Any] | None, default: Callable | None):
+    """Resolve the guide option to a guide callable."""
+    if guide is None:
+        return default if default is not None else GUIDES["auto_normal"](model)
+    if isinstance(guide, str):
+        return GUIDES[guide](model)
+    return guide
+
+
+def run_svi(
+    model: Callable[..., Any],
+    data: Mapping[str, Any],
+    key: jax.Array,
+    options: SVIOptions,
+    *,
+    default_guide: Callable[..., Any] | None = None,
+    latent_sites: list[str],
+    deterministic_sites: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> EngineResult:
+    """Fit ``model(**data)`` by SVI with Adam and draw from the fitted guide.
+
+    The update is ``jax.jit``-compiled once for a chunk of ``options.chunk_size`` steps (a
+    ``lax.scan``) with the SVI state donated. A step whose loss or new parameters are not finite is
+    not applied: training stops there, the last good parameters are kept, and a warning names the
+    step and the last finite loss. When the chunks divide ``steps``, each chunk first runs without
+    that per-step guard (a copy of its starting state kept aside) and is rerun with the guard, from
+    the copy, only if something became non-finite; the result is the same, the common case faster.
+    """
+    init_key, run_key, draw_key = jax.random.split(key, 3)
+    guide = make_guide(model, options.guide, default_guide)
+    extension = options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
+    optimizer = optax_to_numpyro(optax.adam(options.learning_rate))
+    svi = SVI(model, guide, optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
+    arrays, static = split_data(data)
+    state = svi.init(init_key, **arrays, **static)
+    chunk = min(options.chunk_size, options.steps)
+    total = options.steps
+    if extension is not None:
+        ext_init_key, ext_key = jax.random.split(init_key)
+        ext_state = extension.init(ext_init_key, svi.get_params(state), dict(data))
+    else:
+        ext_key, ext_state = None, None
+
+    def all_finite(tree) -> jax.Array:
+        finite = jnp.array(True)
+        for leaf in jax.tree.leaves(tree):
+            finite = finite & jnp.all(jnp.isfinite(leaf))
+        return finite
+
+    def run_chunk(state, ext_state, failed, start, arrays):
+        def one_step(carry, index):
+            state, ext_state, failed = carry
+            extra = extension.model_kwargs(ext_state) if extension is not None else {}
+            new_state, loss = svi.update(state, **arrays, **static, **extra)
+            finite = jnp.isfinite(loss) & all_finite(svi.optim.get_params(new_state.optim_state))
+            new_ext = ext_state
+            if extension is not None:
+                new_ext, aux_loss = extension.update(
+                    ext_state, svi.get_params(new_state), {**arrays, **static}, jax.random.fold_in(ext_key, index)
+                )
+                finite = finite & jnp.isfinite(aux_loss) & all_finite(new_ext)
+            active = index < total
+            keep = finite & active & ~failed
+            state = jax.lax.cond(keep, lambda: new_state, lambda: state)
+            if extension is not None:
+                ext_state = jax.lax.cond(keep, lambda: new_ext, lambda: ext_state)
+            return (state, ext_state, failed | (active & ~finite)), loss
+
+        (state, ext_state, failed), losses = jax.lax.scan(
+            one_step, (state, ext_state, failed), start + jnp.arange(chunk)
+        )
+        return state, ext_state, failed, losses
+
+    def run_fast_chunk(state, ext_state, start, arrays):
+        # The same steps without the per-step guard (lax.cond + finiteness of every parameter), which cost
+        # about a third of an MLP VAE's step on CPU (benchmarks/vae_speed.py). Only whether everything stayed
+        # finite is tracked; a chunk that did not is rerun from its start with the guard.
+        def one_step(carry, index):
+            state, ext_state, finite = carry
+            extra = extension.model_kwargs(ext_state) if extension is not None else {}
+            state, loss = svi.update(state, **arrays, **static, **extra)
+            finite = finite & jnp.isfinite(loss)
+            if extension is not None:
+                ext_state, aux_loss = extension.update(
+                    ext_state, svi.get_params(state), {**arrays, **static}, jax.random.fold_in(ext_key, index)
+                )
+                finite = finite & jnp.isfinite(aux_loss)
+            return (state, ext_state, finite), loss
+
+        (state, ext_state, finite), losses = jax.lax.scan(
+            one_step, (state, ext_state, jnp.array(True)), start + jnp.arange(chunk)
+        )
+        finite = finite & all_finite(svi.optim.get_params(state.optim_state)) & all_finite(ext_state)
+        return state, ext_state, finite, losses
+
+    guarded_chunk = jax.jit(run_chunk, donate_argnums=(0, 1))
+    # Whole chunks only: a last, partial chunk needs the guard's masking of the steps past `total`.
+    fast_chunk = jax.jit(run_fast_chunk, donate_argnums=(0, 1)) if total % chunk == 0 else None
+    failed = jnp.array(False)
+    losses = []
+    warnings: list[str] = []
+    for start in range(0, total, chunk):
+        chunk_losses = None
+        if fast_chunk is not None:
+            backup = jax.tree.map(lambda a: a.copy(), (state, ext_state))
+            new_state, new_ext, finite, fast_losses = fast_chunk(state, ext_state, jnp.asarray(start), arrays)
+            if bool(finite):
+                state, ext_state, chunk_losses = new_state, new_ext, fast_losses
+            else:
+                state, ext_state = backup  # rerun this chunk step by step with the guard
+            del backup
+        if chunk_losses is None:
+            state, ext_state, failed, chunk_losses = guarded_chunk(state, ext_state, failed, jnp.asarray(start), arrays)
+        chunk_losses = np.asarray(chunk_losses)[: total - start]
+        losses.append(chunk_losses)
+        if progress is not None:
+            progress(len(chunk_losses))
+        if bool(failed):
+            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            step = start + (int(bad[0]) if bad.size else len(chunk_losses))
+            history = np.concatenate(losses)
+            finite = history[np.isfinite(history)]
+            last = f"{finite[-1]:.6g}" if finite.size else "none"
+            warnings.append(
+                f"SVI stopped at step {step}: the loss or parameters became NaN/inf (last finite loss {last}). "
+                "The last good parameters are kept; lower learning_rate or check the model's scales."
+            )
+            losses[-1] = chunk_losses[: step - start + 1]
+            break
+    losses_arr = np.concatenate(losses)
+    params = svi.get_params(state)
+    sites = list(latent_sites) + [s for s in deterministic_sites if s not in latent_sites]
+    predictive = Predictive(model, guide=guide, params=params, num_samples=options.num_draws, return_sites=sites)
+    draws = predictive(draw_key, **data)
+    flat = {k: v for k, v in draws.items()}
+    samples = {k: np.asarray(v)[None] for k, v in flat.items()}
+    latent_draws = {k: flat[k] for k in latent_sites if k in flat}
+
+    def log_joint(values):
+        # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
+        seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=draw_key)
+        return log_density(seeded, (), dict(data), values)[0]
+
+    lp = np.asarray(jax.lax.map(log_joint, latent_draws, batch_size=min(options.num_draws, 256)))
+    stats = {"lp": lp[None]}
+    out_params = jax.device_get(params)
+    if extension is not None:
+        out_params = {**out_params, f"{extension.name}$state": jax.device_get(ext_state)}
+    return EngineResult(samples, stats, out_params, losses_arr, warnings)

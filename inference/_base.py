@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -72,7 +73,14 @@ class Options:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+            if isinstance(value, (int, float, str, bool, type(None))):
+                out[f.name] = value
+            elif callable(value) and hasattr(value, "__name__"):
+                out[f.name] = value.__name__
+            elif isinstance(value, functools.partial):
+                out[f.name] = f"{getattr(value.func, '__name__', value.func)}({', '.join(f'{k}=...' for k in value.keywords)})"
+            else:
+                out[f.name] = repr(value)
         return out
 
 

@@ -63,7 +63,8 @@ def run_blackjax(
     init_key, run_key = jax.random.split(key)
     num_chains = options.num_chains
     info = initialize_model(
-        jax.random.split(init_key, num_chains), model, model_kwargs=dict(data), dynamic_args=False
+        jax.random.split(init_key, num_chains), model, model_kwargs=dict(data), dynamic_args=False,
+        init_strategy=options.init_strategy,
     )
     positions = info.param_info.z
     potential = info.potential_fn

@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import MCMC, NUTS, init_to_uniform
 
 from ppzoo.inference._base import EngineResult, Options, validate_positive
 
@@ -33,6 +33,9 @@ class NUTSOptions(Options):
         Maximal tree depth (a trajectory has at most ``2**max_tree_depth - 1`` leapfrog steps).
     progress_bar : bool
         Show progress (NumPyro engine only; BlackJAX runs the chains as one compiled program).
+    init_strategy : callable
+        Where chains start: a NumPyro init strategy (``numpyro.infer.init_to_uniform`` by default,
+        ``init_to_median``, ``init_to_value(values={...})``). Stiff ODE models need a start near the mode.
     """
 
     num_warmup: int = 1000
@@ -42,8 +45,14 @@ class NUTSOptions(Options):
     dense_mass: bool = False
     max_tree_depth: int = 10
     progress_bar: bool = False
+    init_strategy: Callable[..., Any] = init_to_uniform
 
     def __post_init__(self) -> None:
+        if not callable(self.init_strategy):
+            raise TypeError(
+                "NUTS option `init_strategy` must be a NumPyro init strategy such as "
+                f"numpyro.infer.init_to_median; got {self.init_strategy!r}."
+            )
         validate_positive(
             "NUTS", num_samples=self.num_samples, num_chains=self.num_chains, max_tree_depth=self.max_tree_depth
         )
@@ -96,6 +105,7 @@ def run_nuts(
         target_accept_prob=options.target_accept_prob,
         dense_mass=options.dense_mass,
         max_tree_depth=options.max_tree_depth,
+        init_strategy=options.init_strategy,
     )
     mcmc = MCMC(
         kernel,

@@ -108,9 +108,13 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
         )
         return predictive(key, **arrays, **static)
 
-    prior_all = prior_fn(key_prior, arrays)
-    prior = {k: np.asarray(v)[None] for k, v in prior_all.items() if k not in sites.observed}
-    prior_pred = {k: np.asarray(v)[None] for k, v in prior_all.items() if k in sites.observed}
+    if sites.improper:
+        # A flat (improper) prior has no draws: the prior groups are left out rather than faked.
+        prior, prior_pred = {}, {}
+    else:
+        prior_all = prior_fn(key_prior, arrays)
+        prior = {k: np.asarray(v)[None] for k, v in prior_all.items() if k not in sites.observed}
+        prior_pred = {k: np.asarray(v)[None] for k, v in prior_all.items() if k in sites.observed}
 
     dims = {name: d for name, d in sites.dims.items()}
     ll_dims = {name: d for name, d in sites.batch_dims.items()}
@@ -121,9 +125,10 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
         "sample_stats": stats,
         "observed_data": observed,
         "posterior_predictive": post_pred,
-        "prior": prior,
-        "prior_predictive": prior_pred,
     }
+    if prior:
+        groups["prior"] = prior
+        groups["prior_predictive"] = prior_pred
     tree = arviz_base.from_dict(groups, dims=dims)
     ll_tree = arviz_base.from_dict({"log_likelihood": loglik}, dims=ll_dims)
     tree["log_likelihood"] = ll_tree["log_likelihood"]

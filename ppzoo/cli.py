@@ -16,6 +16,12 @@ __all__ = ["main", "CASE_STUDIES"]
 #: Case-study name -> module. Explicit, so an unknown name lists the valid ones.
 CASE_STUDIES: dict[str, str] = {
     "ica": "ppzoo.case_studies.ica",
+    "shapes": "ppzoo.case_studies.shapes",
+    "digits": "ppzoo.case_studies.digits",
+    "nonlinear_ica": "ppzoo.case_studies.nonlinear_ica",
+    "laws": "ppzoo.case_studies.laws",
+    "pendulum": "ppzoo.case_studies.pendulum",
+    "sachs": "ppzoo.case_studies.sachs",
 }
 
 

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
+from numpyro.infer import init_to_uniform
 
 from ppzoo._runtime import CompileTimer, warn
 from ppzoo.inference import ENGINES
@@ -36,6 +37,9 @@ class ModelSites:
         Observed site name -> dimension names of its log-likelihood (its batch axes).
     values : dict
         Site values from the run (observed values are the data).
+    improper : list of str
+        Latent sites with an improper (flat) prior: they start uniformly on the unconstrained scale, and
+        there is no prior or prior predictive for the model.
     """
 
     latent: list[str]
@@ -45,6 +49,7 @@ class ModelSites:
     dims: dict[str, list[str]]
     batch_dims: dict[str, list[str]]
     values: dict[str, np.ndarray]
+    improper: list[str] = dataclasses.field(default_factory=list)
 
 
 def _dims_of(name: str, site: dict) -> tuple[list[str], list[str]]:
@@ -59,10 +64,29 @@ def _dims_of(name: str, site: dict) -> tuple[list[str], list[str]]:
     return dims, dims[:batch_ndim]
 
 
+def is_improper(fn: Any) -> bool:
+    """Whether a site's distribution is an improper prior (e.g. a flat ``ImproperUniform``): no draws."""
+    while fn is not None:
+        if isinstance(fn, dist.ImproperUniform):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def _start_improper(site: dict) -> Any:
+    # Improper priors cannot be drawn from; start them where NumPyro's MCMC would (uniform in (-2, 2)
+    # on the unconstrained scale). Every other site draws from its prior as usual.
+    if site["type"] == "sample" and not site["is_observed"] and is_improper(site["fn"]):
+        return init_to_uniform(site)
+    return None
+
+
 def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array | None = None) -> ModelSites:
     """Run ``model(**data)`` once (eagerly, nothing compiled) and sort its sites by role."""
     key = jax.random.key(0) if key is None else key
-    trace = handlers.trace(handlers.seed(model, key)).get_trace(**data)
+    traced = handlers.substitute(handlers.seed(model, key), substitute_fn=_start_improper)
+    trace = handlers.trace(traced).get_trace(**data)
+    improper = []
     latent, observed, deterministic, params = [], [], [], []
     dims, batch_dims, values = {}, {}, {}
     for name, site in trace.items():
@@ -73,6 +97,8 @@ def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.A
             if site["is_observed"] and isinstance(site["fn"], dist.Unit):
                 continue  # numpyro.factor: a term of the log density, not data
             (observed if site["is_observed"] else latent).append(name)
+            if not site["is_observed"] and is_improper(site["fn"]):
+                improper.append(name)
         elif kind == "deterministic":
             deterministic.append(name)
         elif kind == "param":
@@ -84,7 +110,7 @@ def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.A
         if kind == "sample" and site["is_observed"]:
             batch_dims[name] = batch
         values[name] = np.asarray(site["value"])
-    return ModelSites(latent, observed, deterministic, params, dims, batch_dims, values)
+    return ModelSites(latent, observed, deterministic, params, dims, batch_dims, values, improper)
 
 
 def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str]]:

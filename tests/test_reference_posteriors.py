@@ -271,12 +271,13 @@ def test_nuts_matches_the_stan_reference(name, engine):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    raises=NotImplementedError,
-    strict=True,
-    reason="ppzoo.fit runs the model once with prior draws (inspect_model), and an improper flat prior "
-    "(ImproperUniform, Stan's implicit prior) cannot be drawn from; remove this mark once fit supports it",
-)
 def test_flat_prior_port_through_ppzoo_fit():
+    # Stan's implicit flat prior (ImproperUniform): fit starts it uniformly on the unconstrained scale and
+    # leaves the prior groups out of the DataTree. Tolerance as above.
     table = _fit_and_compare("kidiq-kidscore_interaction", "nuts")
     assert table["passed"].all(), table[~table["passed"]].T
+    fit = ppzoo.fit(load_reference("kidiq-kidscore_interaction").model, load_reference("kidiq-kidscore_interaction").data,
+                    engine="nuts", num_warmup=100, num_samples=100, num_chains=2)
+    tree = fit.to_arviz(predictive_draws=50)
+    assert "prior" not in tree.children and "posterior_predictive" in tree.children
+    assert fit.sites.improper

@@ -32,15 +32,45 @@ GUIDES: dict[str, Callable[..., Any]] = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SVIExtension:
-    """Extension point: extra trainable state updated alternately with the ELBO step.
+    """Extension point: extra trainable state updated alternately with the ELBO step, inside the compiled loop.
 
-    FactorVAE's discriminator, for instance, is trained between SVI steps. ``init(key, params, data)``
-    returns the extension state; ``update(state, params, data, key)`` returns ``(state, aux_loss)``.
-    The model reads the state through ``extension_param`` data (see the FactorVAE model).
+    FactorVAE's discriminator, for instance, is trained between SVI steps with its own optimizer: the ELBO
+    must not move its weights (the VAE minimises the total correlation the discriminator estimates), so they
+    live here rather than in NumPyro's param store. Each step of :func:`run_svi` does
+
+    1. ``svi.update(svi_state, **data, **model_kwargs(state))``: the ELBO step, the model reading the state
+       through keyword arguments;
+    2. ``state, aux_loss = update(state, params, data, key)`` with the *new* SVI params: the extension's step.
+
+    Both are undone together when the ELBO loss, the new params, ``aux_loss`` or the new state is not
+    finite (training then stops with the usual warning, the last good params and state kept).
+
+    Attributes
+    ----------
+    init : callable
+        ``init(key, params, data) -> state``, a pytree of arrays; ``params`` are the initial SVI params
+        (constrained), ``data`` the model's keyword arguments.
+    update : callable
+        ``update(state, params, data, key) -> (state, aux_loss)``; traced once inside the compiled chunk.
+    model_kwargs : callable
+        ``model_kwargs(state) -> dict`` of extra keyword arguments for model and guide during training.
+        The model must also run without them (they are absent when the fit's draws and ArviZ groups are
+        computed), e.g. by skipping the term that needs them.
+    name : str
+        The final state is returned in ``fit.params[f"{name}$state"]`` (not a NumPyro param: nothing else
+        reads it), so that it can be inspected or reused.
+
+    Notes
+    -----
+    How a model supplies one: pass ``ppzoo.fit(..., engine="svi", extension=ext)``, or give the model's own
+    guide (``ZooModel.guide``) an attribute ``svi_extension``; the engine uses it whenever that guide is the
+    one being fit (``guide=None``). Models without an extension run exactly as before.
     """
 
     init: Callable[..., Any]
     update: Callable[..., tuple[Any, jax.Array]]
+    model_kwargs: Callable[[Any], dict[str, Any]]
+    name: str = "extension"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +94,9 @@ class SVIOptions(Options):
         Show a progress bar over training chunks.
     chunk_size : int
         Steps per compiled call (one compile whatever ``steps`` is; NaN checks happen per step).
+    extension : SVIExtension or None
+        Extra state trained alternately with the ELBO (:class:`SVIExtension`). ``None``: the guide's own
+        ``svi_extension`` attribute if it has one (e.g. FactorVAE's discriminator), else none.
     """
 
     steps: int = 2000
@@ -73,6 +106,7 @@ class SVIOptions(Options):
     num_draws: int = 1000
     progress_bar: bool = False
     chunk_size: int = 200
+    extension: SVIExtension | None = None
 
     def __post_init__(self) -> None:
         validate_positive(
@@ -90,6 +124,10 @@ class SVIOptions(Options):
             raise ValueError(
                 f"SVI option `guide` must be one of {', '.join(map(repr, GUIDES))} or a guide function; "
                 f"got {self.guide!r}."
+            )
+        if self.extension is not None and not isinstance(self.extension, SVIExtension):
+            raise TypeError(
+                f"SVI option `extension` must be a ppzoo.inference.SVIExtension or None; got {self.extension!r}."
             )
         if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
             raise TypeError(f"SVI option `guide` must be a name or a callable; got {self.guide!r}.")
@@ -124,58 +162,114 @@ def run_svi(
     """
     init_key, run_key, draw_key = jax.random.split(key, 3)
     guide = make_guide(model, options.guide, default_guide)
+    extension = options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
     optimizer = optax_to_numpyro(optax.adam(options.learning_rate))
     svi = SVI(model, guide, optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
     arrays, static = split_data(data)
     state = svi.init(init_key, **arrays, **static)
+    if extension is not None:
+        ext_init_key, ext_key = jax.random.split(init_key)
+        ext_state = extension.init(ext_init_key, svi.get_params(state), dict(data))
+    else:
+        ext_key, ext_state = None, None
     # Copy before donating: initial values may share buffers with objects the caller keeps (e.g. the
     # weights of a cached network module), which donation would delete.
-    state = jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, state)
+    state, ext_state = jax.tree.map(
+        lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, (state, ext_state)
+    )
     chunk = min(options.chunk_size, options.steps)
     total = options.steps
 
-    def run_chunk(state, failed, start, arrays):
+    def all_finite(tree) -> jax.Array:
+        finite = jnp.array(True)
+        for leaf in jax.tree.leaves(tree):
+            finite = finite & jnp.all(jnp.isfinite(leaf))
+        return finite
+
+    def step(state, ext_state, index, arrays):
+        extra = extension.model_kwargs(ext_state) if extension is not None else {}
+        new_state, loss = svi.update(state, **arrays, **static, **extra)
+        finite = all_finite(svi.optim.get_params(new_state.optim_state))
+        new_ext, aux_finite = ext_state, jnp.array(True)
+        if extension is not None:
+            new_ext, aux_loss = extension.update(
+                ext_state, svi.get_params(new_state), {**arrays, **static}, jax.random.fold_in(ext_key, index)
+            )
+            aux_finite = jnp.isfinite(aux_loss) & all_finite(new_ext)
+        return new_state, new_ext, loss, finite & aux_finite
+
+    def run_chunk(state, ext_state, failed, start, arrays):
         def one_step(carry, index):
-            state, previous, failed = carry
-            new_state, loss = svi.update(state, **arrays, **static)
-            params_finite = jnp.array(True)
-            for leaf in jax.tree.leaves(svi.optim.get_params(new_state.optim_state)):
-                params_finite = params_finite & jnp.all(jnp.isfinite(leaf))
+            state, ext_state, previous, failed = carry
+            new_state, new_ext, loss, new_finite = step(state, ext_state, index, arrays)
             live = (index < total) & ~failed
             loss_finite = jnp.isfinite(loss)
             # The loss is that of `state`: if it is not finite, `state` itself is bad and `previous` is the
             # last good one; if only the new parameters are not finite, `state` is the last good one.
-            state, previous = jax.lax.cond(
-                live & loss_finite & params_finite,
-                lambda: (new_state, state),
-                lambda: jax.lax.cond(live & ~loss_finite, lambda: (previous, previous), lambda: (state, previous)),
+            state, ext_state, previous = jax.lax.cond(
+                live & loss_finite & new_finite,
+                lambda: (new_state, new_ext, state),
+                lambda: jax.lax.cond(
+                    live & ~loss_finite,
+                    lambda: (previous, ext_state, previous),
+                    lambda: (state, ext_state, previous),
+                ),
             )
-            return (state, previous, failed | (live & ~(loss_finite & params_finite))), loss
+            return (state, ext_state, previous, failed | (live & ~(loss_finite & new_finite))), loss
 
-        (state, _, failed), losses = jax.lax.scan(one_step, (state, state, failed), start + jnp.arange(chunk))
-        return state, failed, losses
+        (state, ext_state, _, failed), losses = jax.lax.scan(
+            one_step, (state, ext_state, state, failed), start + jnp.arange(chunk)
+        )
+        return state, ext_state, failed, losses
 
-    run_chunk = jax.jit(run_chunk, donate_argnums=0)
+    def run_fast_chunk(state, ext_state, start, arrays):
+        # The same steps without the per-step guard (two lax.conds and a finiteness check of every
+        # parameter, about a third of an MLP VAE's step on CPU: benchmarks/vae_speed.py). Only whether
+        # everything stayed finite is tracked; a chunk that did not is rerun from its start with the guard.
+        def one_step(carry, index):
+            state, ext_state, finite = carry
+            state, ext_state, loss, new_finite = step(state, ext_state, index, arrays)
+            return (state, ext_state, finite & jnp.isfinite(loss)), loss
+
+        (state, ext_state, finite), losses = jax.lax.scan(
+            one_step, (state, ext_state, jnp.array(True)), start + jnp.arange(chunk)
+        )
+        finite = finite & all_finite(svi.optim.get_params(state.optim_state)) & all_finite(ext_state)
+        return state, ext_state, finite, losses
+
+    guarded_chunk = jax.jit(run_chunk, donate_argnums=(0, 1))
+    # Not donated: the chunk's starting state must survive for the guarded rerun. Whole chunks only (the
+    # guard also masks the steps of a last, partial chunk past `total`).
+    fast_chunk = jax.jit(run_fast_chunk) if total % chunk == 0 else None
     failed = jnp.array(False)
     losses = []
     warnings: list[str] = []
     for start in range(0, total, chunk):
-        state, failed, chunk_losses = run_chunk(state, failed, jnp.asarray(start), arrays)
+        chunk_losses = None
+        if fast_chunk is not None:
+            new_state, new_ext, finite, fast_losses = fast_chunk(state, ext_state, jnp.asarray(start), arrays)
+            if bool(finite):
+                state, ext_state, chunk_losses = new_state, new_ext, fast_losses
+            del new_state, new_ext
+        if chunk_losses is None:
+            state, ext_state, failed, chunk_losses = guarded_chunk(
+                state, ext_state, failed, jnp.asarray(start), arrays
+            )
         chunk_losses = np.asarray(chunk_losses)[: total - start]
         losses.append(chunk_losses)
         if progress is not None:
             progress(len(chunk_losses))
         if bool(failed):
             bad = np.flatnonzero(~np.isfinite(chunk_losses))
-            step = start + (int(bad[0]) if bad.size else len(chunk_losses))
+            step_index = start + (int(bad[0]) if bad.size else len(chunk_losses))
             history = np.concatenate(losses)
-            finite = history[np.isfinite(history)]
-            last = f"{finite[-1]:.6g}" if finite.size else "none"
+            finite_losses = history[np.isfinite(history)]
+            last = f"{finite_losses[-1]:.6g}" if finite_losses.size else "none"
             warnings.append(
-                f"SVI stopped at step {step}: the loss or parameters became NaN/inf (last finite loss {last}). "
+                f"SVI stopped at step {step_index}: the loss or parameters became NaN/inf (last finite loss {last}). "
                 "The last good parameters are kept; lower learning_rate or check the model's scales."
             )
-            losses[-1] = chunk_losses[: step - start + 1]
+            losses[-1] = chunk_losses[: step_index - start + 1]
             break
     losses_arr = np.concatenate(losses)
     params = svi.get_params(state)
@@ -187,8 +281,13 @@ def run_svi(
     latent_draws = {k: flat[k] for k in latent_sites if k in flat}
 
     def log_joint(values):
-        return log_density(handlers.substitute(model, data=params), (), dict(data), values)[0]
+        # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
+        seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=draw_key)
+        return log_density(seeded, (), dict(data), values)[0]
 
     lp = np.asarray(jax.lax.map(log_joint, latent_draws, batch_size=min(options.num_draws, 256)))
     stats = {"lp": lp[None]}
-    return EngineResult(samples, stats, jax.device_get(params), losses_arr, warnings)
+    out_params = jax.device_get(params)
+    if extension is not None:
+        out_params = {**out_params, f"{extension.name}$state": jax.device_get(ext_state)}
+    return EngineResult(samples, stats, out_params, losses_arr, warnings)

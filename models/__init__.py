@@ -37,6 +37,8 @@ class ZooModel:
     align : callable or None
         ``align(samples, config) -> (samples, note)``: maps chains that landed in symmetric modes onto one
         another (e.g. ICA's permutations and sign flips).
+    exogenous : tuple of str
+        Per-datum latent sites that are explicit exogenous noise (abducted by ``ppzoo.counterfactual``).
     summary_sites : tuple of str
         The global sites a report summarises (per-datum latents are shown by their recovery instead).
     description : str
@@ -50,6 +52,7 @@ class ZooModel:
     guide: Callable[[Any], Callable[..., Any]] | None = None
     check_data: Callable[[Mapping[str, Any], Any], None] | None = None
     align: Callable[[dict, Any], tuple[dict, str]] | None = None
+    exogenous: tuple[str, ...] = ()
     summary_sites: tuple[str, ...] = ()
     description: str = ""
 
@@ -71,6 +74,12 @@ class ZooModel:
 #: Registry name -> "module:attribute" of a function ``entry(config) -> ZooModel``.
 REGISTRY: dict[str, str] = {
     "ica": "ppzoo.models.ica:entry",
+    "vae": "ppzoo.models.vae:entry",
+    "beta_vae": "ppzoo.models.beta_vae:entry",
+    "beta_tcvae": "ppzoo.models.beta_tcvae:entry",
+    "factor_vae": "ppzoo.models.factor_vae:entry",
+    "dip_vae_i": "ppzoo.models.dip_vae:entry_i",
+    "dip_vae_ii": "ppzoo.models.dip_vae:entry_ii",
     "sparse_law": "ppzoo.models.sparse_law:entry",
 }
 

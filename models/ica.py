@@ -143,12 +143,13 @@ def ica_guide(x=None, *, num_data: int | None = None, config: ICAConfig = ICACon
     num_sources = config.num_sources or num_observed
 
     def init_mixing(key):
-        centred = np.asarray(x) - np.asarray(x).mean(0)
-        eigvals, eigvecs = np.linalg.eigh(centred.T @ centred / len(centred))
-        top = np.argsort(eigvals)[::-1][:num_sources]
-        basis = eigvecs[:, top] * np.sqrt(np.maximum(eigvals[top], 1e-6))
+        # jnp throughout, so that the guide also initialises under jit/vmap (SBC fits many data sets at once).
+        centred = jnp.asarray(x, dtype=jnp.float32) - jnp.mean(jnp.asarray(x, dtype=jnp.float32), 0)
+        eigvals, eigvecs = jnp.linalg.eigh(centred.T @ centred / num_data)
+        top = jnp.argsort(eigvals)[::-1][:num_sources]
+        basis = eigvecs[:, top] * jnp.sqrt(jnp.maximum(eigvals[top], 1e-6))
         rotation, _ = jnp.linalg.qr(jax.random.normal(key, (num_sources, num_sources)))
-        return jnp.asarray(basis, dtype=jnp.float32) @ rotation
+        return basis @ rotation
 
     mixing_loc = numpyro.param("mixing_loc", init_mixing)
     mixing_scale = numpyro.param(

@@ -15,6 +15,8 @@ from ppzoo._runtime import enable_compilation_cache  # noqa: E402
 from ppzoo.fit import Fit, fit  # noqa: E402
 from ppzoo.report import report  # noqa: E402
 from ppzoo.sbc import SBCResult, sbc  # noqa: E402
+from ppzoo.checks import predictive_checks  # noqa: E402
+from ppzoo.reference import compare_to_reference, load_reference  # noqa: E402
 
-__all__ = ["fit", "Fit", "report", "sbc", "SBCResult", "data", "laws", "metrics", "models", "enable_compilation_cache", "__version__"]
+__all__ = ["fit", "Fit", "report", "sbc", "SBCResult", "predictive_checks", "compare_to_reference", "load_reference", "data", "laws", "metrics", "models", "enable_compilation_cache", "__version__"]
 __version__ = "0.1.0"

@@ -132,6 +132,10 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
     tree = arviz_base.from_dict(groups, dims=dims)
     ll_tree = arviz_base.from_dict({"log_likelihood": loglik}, dims=ll_dims)
     tree["log_likelihood"] = ll_tree["log_likelihood"]
+    # Thinned groups keep the posterior's draw numbers as their `draw` coordinate, so that they line up
+    # with each other and with the posterior (LOO-PIT pairs replicated data with log-likelihood draws).
+    for group, index in (("posterior_predictive", pp_index), ("log_likelihood", ll_index)):
+        tree[group] = tree[group].to_dataset().assign_coords(draw=index)
     tree.attrs.update(_attrs(fit))
     return tree
 

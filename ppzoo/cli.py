@@ -1,4 +1,4 @@
-"""The ``ppzoo`` command: ``ppzoo models``, ``ppzoo run CASE [options]``.
+"""The ``ppzoo`` command: ``ppzoo models``, ``ppzoo run CASE [options]``, ``ppzoo sweep STUDY.toml``.
 
 ``ppzoo run NAME`` runs the case study ``ppzoo.case_studies.NAME`` (its options follow the name; see
 ``ppzoo run NAME --help``) with JAX's persistent compilation cache on, and prints the report's path last.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -63,6 +64,20 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from ppzoo.sweep import StudyError, run_study
+
+    cache = None if args.no_cache else (args.cache_dir or os.environ.get("PPZOO_CACHE_DIR")
+                                        or os.path.join(os.path.expanduser("~"), ".cache", "ppzoo", "jax"))
+    try:
+        result = run_study(args.study, out=args.out, backend=args.backend, workers=args.workers,
+                           address=args.address, cache_dir=cache)
+    except StudyError as error:
+        print(f"ppzoo sweep: {error}", file=sys.stderr)
+        return 2
+    return 1 if result.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ppzoo`` command."""
     parser = argparse.ArgumentParser(prog="ppzoo", description="Interpretable generative models as probabilistic programs.")
@@ -74,7 +89,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("case", help="case study name")
     run.add_argument("--cache-dir", default=None, help="JAX compilation cache folder (default ~/.cache/ppzoo/jax)")
+    sweep = sub.add_parser(
+        "sweep", help="run a study (a grid of fits over hyperparameters and seeds) and write its table and report",
+        description="Run every unfinished run of a study file (see ppzoo.sweep), locally or on Ray. Rerunning resumes.",
+    )
+    sweep.add_argument("study", help="study file (TOML), e.g. studies/ica_small.toml")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes (default) or Ray")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (host:port, ray://host:port or auto); "
+                       "none starts a local Ray instance")
+    sweep.add_argument("--workers", type=int, default=None, help="runs at once (default: cores // num_cpus)")
+    sweep.add_argument("--out", default=None, help="study folder (default sweeps/<study name>)")
+    sweep.add_argument("--cache-dir", default=None, help="JAX compilation cache shared by the workers "
+                       "(default ~/.cache/ppzoo/jax)")
+    sweep.add_argument("--no-cache", action="store_true", help="do not use JAX's persistent compilation cache")
+    sub.add_parser(
+        "check", add_help=False, help="closed-loop checks (SBC, PPC, LOO, reference) of a model, into its report",
+        description="Options after the name go to the check (ppzoo check ica --help).",
+    ).add_argument("name", nargs="?", help="zoo model or posteriordb reference name")
     args, rest = parser.parse_known_args(argv)
+    if args.command == "check":
+        import ppzoo
+        from ppzoo import checks
+
+        ppzoo.enable_compilation_cache(None)
+        return checks.main(([args.name] if args.name else []) + rest)
+    if args.command == "sweep":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _sweep(args)
     if args.command == "models":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

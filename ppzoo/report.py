@@ -179,8 +179,6 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
         ax.set_ylabel("loss (negative ELBO)")
         ax.set_title(f"{label}: SVI loss")
         figures.append((f"{label}: SVI loss per step", fig))
-    figures.append((f"{label}: posterior predictive check (observed vs replicated data)",
-                    arviz_plots.plot_ppc_dist(tree, backend="matplotlib")))
     section = Section(f"Engine: {label}", text="".join(text))
     section.tables = tables
     section.figures = figures
@@ -309,6 +307,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     summaries = {}
     for label, f in labelled.items():
         section, summary = _engine_sections(f, trees[label], label)
+        section.figures = [fig for fig in section.figures if fig[1] is not None]
         summaries[label] = summary
         blocks.append(section)
         row = {"fit": label, "engine": f.engine, "model": f.model_name, "seed": f.seed,
@@ -323,6 +322,15 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
         metrics_rows.append(row)
     metrics = pd.DataFrame(metrics_rows)
     metrics.to_csv(folder / "metrics.csv", index=False)
+
+    from ppzoo.checks import closed_loop_section, predictive_checks
+
+    checks = []
+    for label, f in labelled.items():
+        for check in predictive_checks(f, trees[label], label=label):
+            check.name = f"{check.name} ({label})"
+            checks.append(check)
+    blocks.append(closed_loop_section(checks, title="Closed loop: predictive checks and LOO"))
 
     compare = Section("Engines side by side")
     sites = _global_sites(first)

@@ -198,6 +198,11 @@ def sbc(
         )
     if not latent:
         raise ValueError("The model has no latent (unobserved) random site: there is nothing to calibrate.")
+    if traced.improper:
+        raise ValueError(
+            f"Site(s) {', '.join(traced.improper)} have an improper (flat) prior: SBC draws parameters from the "
+            "prior, so it needs a proper one. Give them a proper prior for the check."
+        )
     if var_names is not None:
         unknown = sorted(set(var_names) - set(latent))
         if unknown:

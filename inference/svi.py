@@ -17,7 +17,7 @@ from numpyro.optim import optax_to_numpyro
 
 from ppzoo.inference._base import EngineResult, Options, split_data, validate_positive
 
-__all__ = ["SVIOptions", "run_svi", "GUIDES", "make_guide", "SVIExtension"]
+__all__ = ["SVIOptions", "run_svi", "GUIDES", "make_guide", "SVIExtension", "shard_data"]
 
 GuideName = Literal["auto_normal", "auto_mvn", "auto_delta", "auto_lowrank"]
 
@@ -97,6 +97,12 @@ class SVIOptions(Options):
     extension : SVIExtension or None
         Extra state trained alternately with the ELBO (:class:`SVIExtension`). ``None``: the guide's own
         ``svi_extension`` attribute if it has one (e.g. FactorVAE's discriminator), else none.
+    data_devices : int or None
+        Data parallel training: every data array is sharded along its first (data) axis over this many
+        devices (``jax.sharding``), parameters and optimizer state replicated; XLA inserts the reductions.
+        The same program runs on one device (``None``, the default). On CPU, ppzoo creates
+        ``max(4, cores)`` host devices at import. Across hosts, call ``jax.distributed.initialize()`` first;
+        the mesh then spans ``jax.devices()``.
     """
 
     steps: int = 2000
@@ -107,6 +113,7 @@ class SVIOptions(Options):
     progress_bar: bool = False
     chunk_size: int = 200
     extension: SVIExtension | None = None
+    data_devices: int | None = None
 
     def __post_init__(self) -> None:
         validate_positive(
@@ -125,6 +132,15 @@ class SVIOptions(Options):
                 f"SVI option `guide` must be one of {', '.join(map(repr, GUIDES))} or a guide function; "
                 f"got {self.guide!r}."
             )
+        if self.data_devices is not None:
+            if isinstance(self.data_devices, bool) or not isinstance(self.data_devices, (int, np.integer)) or self.data_devices < 1:
+                raise ValueError(f"SVI option `data_devices` must be a positive integer or None; got {self.data_devices!r}.")
+            if self.data_devices > len(jax.devices()):
+                raise ValueError(
+                    f"SVI option `data_devices`={self.data_devices} but only {len(jax.devices())} device(s) exist. "
+                    "On CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts (ppzoo does "
+                    "this at import for max(4, cores))."
+                )
         if self.extension is not None and not isinstance(self.extension, SVIExtension):
             raise TypeError(
                 f"SVI option `extension` must be a ppzoo.inference.SVIExtension or None; got {self.extension!r}."
@@ -140,6 +156,29 @@ def make_guide(model: Callable[..., Any], guide: str | Callable[..., Any] | None
     if isinstance(guide, str):
         return GUIDES[guide](model)
     return guide
+
+
+def shard_data(arrays: Mapping[str, Any], num_devices: int) -> tuple[dict[str, jax.Array], Any]:
+    """Shard each array along its first axis over ``num_devices`` devices; return it and a replicated sharding.
+
+    Raises
+    ------
+    ValueError
+        If an array's first axis is not divisible by ``num_devices`` (name, length and the fix in the message).
+    """
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:num_devices]), ("data",))
+    out = {}
+    for name, value in arrays.items():
+        length = np.shape(value)[0] if np.ndim(value) else None
+        if length is None or length % num_devices:
+            raise ValueError(
+                f"SVI option data_devices={num_devices}: data `{name}` has {length} rows along its first axis, not a "
+                f"multiple of {num_devices}. Drop or pad rows, or choose data_devices dividing {length}."
+            )
+        out[name] = jax.device_put(jnp.asarray(value), NamedSharding(mesh, PartitionSpec("data")))
+    return out, NamedSharding(mesh, PartitionSpec())
 
 
 def run_svi(
@@ -166,6 +205,9 @@ def run_svi(
     optimizer = optax_to_numpyro(optax.adam(options.learning_rate))
     svi = SVI(model, guide, optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
     arrays, static = split_data(data)
+    replicate = None
+    if options.data_devices is not None and options.data_devices > 1:
+        arrays, replicate = shard_data(arrays, options.data_devices)
     state = svi.init(init_key, **arrays, **static)
     if extension is not None:
         ext_init_key, ext_key = jax.random.split(init_key)
@@ -177,6 +219,8 @@ def run_svi(
     state, ext_state = jax.tree.map(
         lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, (state, ext_state)
     )
+    if replicate is not None:
+        state, ext_state = jax.device_put((state, ext_state), replicate)
     chunk = min(options.chunk_size, options.steps)
     total = options.steps
 

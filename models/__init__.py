@@ -74,12 +74,15 @@ class ZooModel:
 #: Registry name -> "module:attribute" of a function ``entry(config) -> ZooModel``.
 REGISTRY: dict[str, str] = {
     "ica": "ppzoo.models.ica:entry",
+    "causal_vae": "ppzoo.models.causal_vae:entry",
+    "scm_vae": "ppzoo.models.scm_vae:entry",
     "vae": "ppzoo.models.vae:entry",
     "beta_vae": "ppzoo.models.beta_vae:entry",
     "beta_tcvae": "ppzoo.models.beta_tcvae:entry",
     "factor_vae": "ppzoo.models.factor_vae:entry",
     "dip_vae_i": "ppzoo.models.dip_vae:entry_i",
     "dip_vae_ii": "ppzoo.models.dip_vae:entry_ii",
+    "ivae": "ppzoo.models.ivae:entry",
     "sparse_law": "ppzoo.models.sparse_law:entry",
 }
 

@@ -1,0 +1,581 @@
+r"""CausalVAE: a VAE whose latent concepts follow a learned linear structural causal model.
+
+Generative story (Yang et al. 2021, Sec. 3-4), for images :math:`n = 1..N`, concepts :math:`i, j = 1..d`
+(each a block of ``concept_dim`` = :math:`k` latent dimensions) and standardised concept labels
+:math:`u_n \in \mathbb{R}^d`:
+
+.. math::
+
+    A &\in \mathbb{R}^{d \times d},\ A_{ii} = 0 \quad (A_{ij} \ne 0:\ \text{edge } i \to j)\\
+    \epsilon_{n} &\sim \mathcal{N}(0, I_{d \times k}) \\
+    z_n &= A^\top z_n + \sigma \circ \epsilon_n
+        \;\Longleftrightarrow\; z_n = (I - A^\top)^{-1} (\sigma \circ \epsilon_n) \qquad \text{(causal layer, Eq. 1)}\\
+    x_n \mid z_n &\sim \mathrm{Bernoulli}\big(\mathrm{sigmoid}(f_\theta(z_n))\big)
+        \ \text{or}\ \mathcal{N}\big(\mathrm{sigmoid}(f_\theta(z_n)), s^2\big)
+
+with three named factors that make the ELBO CausalVAE's objective (Eq. 10-13 of the paper):
+
+* ``label_prior`` :math:`= \sum_{i,k} \log \mathcal{N}(z_{n,ik} \mid u_{n,i}, \tau^2)`, the label-conditioned
+  prior :math:`p(z \mid u)` (CausalVAE's weak supervision; only when labels are given);
+* ``label_scm`` :math:`= \lambda_u \sum_j \log \mathcal{N}(u_{n,j} \mid (A^\top u_n)_j, \sigma_j^2)`, the causal
+  layer fitted to the labels (the Gaussian form of the paper's :math:`l_u`);
+* ``acyclicity`` :math:`= -N \lambda_h\, h(A)` with :math:`h(A) = \operatorname{tr} e^{A \circ A} - d`
+  (NOTEARS; zero exactly on DAGs, Eq. 13), and ``adjacency_sparsity`` :math:`= -N \lambda_1 \lVert A \rVert_1`.
+
+The global penalties are multiplied by N so that their weights are per image, like the plate's terms.
+
+Every concept is its own sample site named after it (``config.concepts``), so
+``numpyro.handlers.do(model, {"light_angle": c})`` sets it and its descendants change. The sites are
+registered in ``config.concepts`` order; each holds the causal layer's solution with the concepts already
+registered held at their (possibly intervened) values — the role of CausalVAE's mask layer at
+intervention time. A ``do`` therefore propagates exactly along the learned graph when the concept order
+is a topological order of the learned :math:`A` (true for the pendulum's order and graph: causes first);
+a learned edge from a later to an earlier concept would not carry an intervention backwards. The concept
+sites are observed :class:`~numpyro.distributions.Delta` sites (log density 0): they are functions of
+``eps``, which is the one random per-datum site that SVI's guide and NUTS infer. Holding ``eps`` at its
+posterior and intervening gives counterfactuals (abduction, action, prediction).
+
+Sites
+
+=========================  ====================  ========  ==========================================================
+name                       shape                 support   role
+=========================  ====================  ========  ==========================================================
+``adjacency``              ``(d, d)``            real      param (diagonal held at 0)
+``noise_scale``            ``(d,)``              positive  param (:math:`\sigma`)
+``decoder$params``         pytree                real      param
+``encoder$params``         pytree                real      param, guide
+``acyclicity``             ``()``                          factor
+``adjacency_sparsity``     ``()``                          factor
+``eps``                    ``(N, d, k)``         real      latent, exogenous noise (plate ``"data"``)
+``<concept>``              ``(N, k)``            real      observed Delta, one site per concept (``do`` target)
+``z``                      ``(N, d k)``          real      deterministic, the concepts side by side
+``label_prior``            ``(N,)``                        factor (when ``u`` is given)
+``label_scm``              ``(N,)``                        factor (``u`` given, weight > 0)
+``x``                      ``(N, H, W[, C])``    [0, 1]    observed
+=========================  ====================  ========  ==========================================================
+
+The guide (SVI) is the amortized encoder :math:`q(\epsilon_n \mid x_n) = \mathcal{N}(m_\phi(x_n),
+\operatorname{diag} e^{v_\phi(x_n)})`; it reads images only (CausalVAE's encoder also reads the labels), so
+counterfactuals need no labels.
+
+References
+----------
+Yang, M., Liu, F., Chen, Z., Shen, X., Hao, J. & Wang, J. (2021). CausalVAE: Disentangled representation
+learning via neural structural causal models. CVPR. Eq. 1 (causal layer), 10-13 (objective).
+Zheng, X., Aragam, B., Ravikumar, P. & Xing, E. P. (2018). DAGs with NO TEARS. NeurIPS (the acyclicity
+function :math:`h`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpy.typing import ArrayLike
+from numpyro import handlers
+
+from ppzoo import nn
+from ppzoo.models import ZooModel, make_config
+
+__all__ = [
+    "CausalVAEConfig",
+    "LatentSCMConfig",
+    "causal_vae",
+    "causal_vae_guide",
+    "acyclicity",
+    "structural_hamming_distance",
+    "learned_adjacency",
+    "learned_graph",
+    "encode",
+    "decode",
+    "check_data",
+    "entry",
+    "PENDULUM_CONCEPTS",
+]
+
+#: The pendulum's concepts in CausalVAE's order (causes first).
+PENDULUM_CONCEPTS: tuple[str, ...] = ("pendulum_angle", "light_angle", "shadow_length", "shadow_position")
+_RESERVED = {"x", "u", "z", "eps", "adjacency", "noise_scale", "acyclicity", "adjacency_sparsity", "label_prior", "label_scm"}
+
+
+def _positive_int(owner: str, name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}.{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}.")
+
+
+def _positive_float(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{owner}.{name} must be a finite number; got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{owner}.{name} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LatentSCMConfig:
+    """Settings shared by the causal VAEs (:class:`CausalVAEConfig`, ``SCMVAEConfig``).
+
+    Parameters
+    ----------
+    concepts : tuple of str
+        Names of the latent concepts, one sample site each, in the order they are generated (causes
+        first). Default: the pendulum's four factors.
+    concept_dim : int
+        Latent dimensions per concept (CausalVAE used 4; 1 makes each concept a scalar).
+    image_shape : (H, W) or (H, W, C), or None
+        Image shape; ``None`` reads it from ``x``. Needed only to generate (``x=None``).
+    network : {"mlp", "conv"}
+        MLPs on the flattened image (hidden widths ``mlp_hidden``, reversed in the decoder) or
+        disentanglement_lib's conv encoder/decoder (sides multiples of 16).
+    mlp_hidden : tuple of int
+        Hidden widths of the MLP encoder.
+    likelihood : {"bernoulli", "gaussian"}
+        Pixel likelihood: Bernoulli on [0, 1] (grey values give the binary cross-entropy, as in
+        disentanglement_lib) or Gaussian around the decoder's sigmoid output with sd ``pixel_scale``.
+    pixel_scale : float
+        Pixel noise sd of the Gaussian likelihood.
+    label_scale : float
+        Sd :math:`\\tau` of the label-conditioned prior :math:`p(z \\mid u) = \\mathcal{N}(u, \\tau^2)`.
+    batch_size : int or None
+        Images per SVI step (subsampling of the plate ``"data"``); ``None``: all (e.g. for NUTS).
+    init_seed : int
+        Seed of the networks' initial weights.
+    """
+
+    concepts: tuple[str, ...] = PENDULUM_CONCEPTS
+    concept_dim: int = 1
+    image_shape: tuple[int, ...] | None = None
+    network: Literal["mlp", "conv"] = "mlp"
+    mlp_hidden: tuple[int, ...] = (256, 256)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    pixel_scale: float = 0.1
+    label_scale: float = 0.1
+    batch_size: int | None = 64
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        concepts = self.concepts
+        if isinstance(concepts, list):
+            concepts = tuple(concepts)
+            object.__setattr__(self, "concepts", concepts)
+        if not isinstance(concepts, tuple) or not concepts or not all(isinstance(c, str) and c.isidentifier() for c in concepts):
+            raise ValueError(
+                f"{owner}.concepts must be a non-empty tuple of identifier names, e.g. ('pendulum_angle', "
+                f"'light_angle'); got {self.concepts!r}."
+            )
+        if len(set(concepts)) != len(concepts):
+            raise ValueError(f"{owner}.concepts has repeated names: {concepts!r}.")
+        clash = sorted(set(concepts) & _RESERVED)
+        if clash:
+            raise ValueError(f"{owner}.concepts may not use the model's own site names {clash}; rename them.")
+        _positive_int(owner, "concept_dim", self.concept_dim)
+        if self.network not in ("mlp", "conv"):
+            raise ValueError(f"{owner}.network must be 'mlp' or 'conv'; got {self.network!r}.")
+        hidden = tuple(self.mlp_hidden) if isinstance(self.mlp_hidden, (list, tuple)) else self.mlp_hidden
+        if not isinstance(hidden, tuple) or not hidden or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+            raise ValueError(f"{owner}.mlp_hidden must be a non-empty tuple of positive integers, e.g. (256, 256); got {self.mlp_hidden!r}.")
+        object.__setattr__(self, "mlp_hidden", hidden)
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"{owner}.likelihood must be 'bernoulli' or 'gaussian'; got {self.likelihood!r}.")
+        _positive_float(owner, "pixel_scale", self.pixel_scale)
+        _positive_float(owner, "label_scale", self.label_scale)
+        _positive_int(owner, "batch_size", self.batch_size, allow_none=True)
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape) if isinstance(self.image_shape, (list, tuple)) else self.image_shape
+            if not isinstance(shape, tuple) or len(shape) not in (2, 3) or any(
+                isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape
+            ):
+                raise ValueError(f"{owner}.image_shape must be (height, width), (height, width, channels) or None; got {self.image_shape!r}.")
+            object.__setattr__(self, "image_shape", shape)
+            if self.network == "conv" and any(s % nn.CONV_STRIDE_PRODUCT for s in shape[:2]):
+                raise ValueError(
+                    f"{owner}.image_shape {shape} does not suit network='conv' (sides must be multiples of "
+                    f"{nn.CONV_STRIDE_PRODUCT}); use network='mlp'."
+                )
+        if isinstance(self.init_seed, bool) or not isinstance(self.init_seed, numbers.Integral):
+            raise TypeError(f"{owner}.init_seed must be an integer; got {self.init_seed!r}.")
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The causal variables (the concept sites), for ``ppzoo.intervene`` / ``ppzoo.counterfactual``."""
+        return self.concepts
+
+    @property
+    def num_concepts(self) -> int:
+        return len(self.concepts)
+
+    @property
+    def latent_dim(self) -> int:
+        return len(self.concepts) * self.concept_dim
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CausalVAEConfig(LatentSCMConfig):
+    """Settings of :func:`causal_vae`: those of :class:`LatentSCMConfig` and
+
+    Parameters
+    ----------
+    acyclicity_weight : float
+        :math:`\\lambda_h`, per-image weight of :math:`h(A)` (0 turns the penalty off).
+    sparsity_weight : float
+        :math:`\\lambda_1`, per-image weight of :math:`\\lVert A \\rVert_1`.
+    label_scm_weight : float
+        :math:`\\lambda_u`, weight of the label term ``label_scm``, the log-likelihood of the labels under the
+        causal layer, :math:`\\sum_j \\log \\mathcal{N}(u_j \\mid (A^\\top u)_j, \\sigma_j^2)` (the Gaussian form
+        of CausalVAE's :math:`l_u`). CausalVAE's least-squares :math:`\\lVert u - A^\\top u \\rVert^2` orients the
+        pendulum's edges wrongly (it regresses each label on all the others, and a cause is as predictable from
+        its effect and the other cause as the effect is from both causes); with the learned noise scales the
+        term is the linear SCM's likelihood, which recovers pendulum_angle -> shadow_position <- light_angle
+        from the labels (checked on the 5482 training labels with these penalties).
+    edge_threshold : float
+        :func:`learned_graph` reads an edge where :math:`|A_{ij}|` exceeds this.
+    """
+
+    acyclicity_weight: float = 10.0
+    sparsity_weight: float = 0.1
+    label_scm_weight: float = 1.0
+    edge_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("acyclicity_weight", "sparsity_weight", "label_scm_weight"):
+            _positive_float("CausalVAEConfig", name, getattr(self, name), allow_zero=True)
+        _positive_float("CausalVAEConfig", "edge_threshold", self.edge_threshold)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces shared with SCM-VAE
+# ---------------------------------------------------------------------------------------------------------
+
+
+def acyclicity(adjacency: ArrayLike) -> jax.Array:
+    """NOTEARS' :math:`h(A) = \\operatorname{tr} \\exp(A \\circ A) - d`: 0 exactly when ``A`` is a DAG, > 0 otherwise."""
+    a = jnp.asarray(adjacency)
+    return jnp.trace(jax.scipy.linalg.expm(a * a)) - a.shape[-1]
+
+
+def structural_hamming_distance(learned: ArrayLike, truth: ArrayLike) -> int:
+    """Edges to add, remove or reverse to turn the graph ``learned`` into ``truth`` (a reversal counts once).
+
+    Both are ``(d, d)`` adjacency matrices, nonzero ``[i, j]`` meaning ``i -> j``.
+    """
+    a, b = np.asarray(learned) != 0, np.asarray(truth) != 0
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"Both graphs must be square adjacency matrices of one size; got shapes {a.shape} and {b.shape}.")
+    differ = (a != b) | (a.T != b.T)  # an unordered pair differs if either direction differs
+    return int(np.triu(differ, 1).sum())
+
+
+def image_shape_of(x: ArrayLike | None, num_data: int | None, config: LatentSCMConfig) -> tuple[int, tuple[int, ...]]:
+    if x is not None:
+        shape = np.shape(x)
+        if len(shape) not in (3, 4):
+            raise ValueError(f"`x` must be images (num_data, height, width[, channels]); got shape {shape}.")
+        return int(shape[0]), tuple(int(s) for s in shape[1:])
+    if num_data is None or config.image_shape is None:
+        raise ValueError(
+            "To generate images (x=None), pass num_data=... and set image_shape=(height, width, channels) in the "
+            "config, e.g. ppzoo.models.get('causal_vae', image_shape=(32, 32, 3))."
+        )
+    return int(num_data), tuple(config.image_shape)
+
+
+def _channels(shape: tuple[int, ...]) -> int:
+    return shape[2] if len(shape) == 3 else 1
+
+
+def encoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """Images -> (loc, scale) of ``eps``, each ``(B, d, k)``; weights ``"encoder$params"``."""
+    d, k = config.num_concepts, config.concept_dim
+    out = 2 * d * k
+    if config.network == "conv":
+        net = nn.conv_encoder("encoder", shape[:2], out, channels=_channels(shape), seed=config.init_seed)
+    else:
+        net = nn.mlp_encoder("encoder", shape, out, config.mlp_hidden, seed=config.init_seed)
+
+    def run(images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = net(images)
+        loc, log_var = h[..., : d * k], h[..., d * k :]
+        batch = images.shape[0]
+        return loc.reshape(batch, d, k), jnp.exp(0.5 * log_var).reshape(batch, d, k)
+
+    return run
+
+
+def decoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable[[jax.Array], jax.Array]:
+    """Latents ``(B, d k)`` -> pixel logits ``(B, *shape)``; weights ``"decoder$params"``."""
+    if config.network == "conv":
+        return nn.conv_decoder("decoder", config.latent_dim, shape[:2], channels=_channels(shape), seed=config.init_seed + 1)
+    return nn.mlp_decoder("decoder", config.latent_dim, shape, config.mlp_hidden[::-1], seed=config.init_seed + 1)
+
+
+def _subsample_size(config: LatentSCMConfig, n: int, x: ArrayLike | None) -> int | None:
+    if x is None or config.batch_size is None or config.batch_size >= n:
+        return None
+    return config.batch_size
+
+
+def node_value(value: Any, batch: int, k: int) -> jax.Array:
+    """An intervened (or computed) concept value as ``(B, k)``: scalars and ``(B,)`` arrays are broadcast."""
+    v = jnp.asarray(value, dtype=jnp.float32)
+    if v.ndim == 1 and k == 1 and v.shape[0] == batch:
+        v = v[:, None]
+    return jnp.broadcast_to(v, (batch, k))
+
+
+def concept_site(name: str, value: jax.Array, batch: int, k: int) -> jax.Array:
+    """Register a concept as an observed Delta site (log density 0) so that ``handlers.do`` can set it."""
+    out = numpyro.sample(name, dist.Delta(value, event_dim=1), obs=value)
+    return node_value(out, batch, k)
+
+
+def program(
+    x: ArrayLike | None,
+    u: ArrayLike | None,
+    num_data: int | None,
+    config: LatentSCMConfig,
+    make_nodes: Callable[[jax.Array, int], jax.Array],
+    label_terms: Callable[[jax.Array], None] | None = None,
+) -> None:
+    """The shared program: exogenous ``eps``, concepts by ``make_nodes(scaled_eps, batch)``, labels, decoder."""
+    n, shape = image_shape_of(x, num_data, config)
+    d, k = config.num_concepts, config.concept_dim
+    decode_fn = decoder_network(config, shape)
+    noise_scale = numpyro.param("noise_scale", jnp.ones((d,)), constraint=dist.constraints.positive)
+    with numpyro.plate("data", n, subsample_size=_subsample_size(config, n, x)):
+        x_batch = None if x is None else numpyro.subsample(jnp.asarray(x), event_dim=len(shape))
+        u_batch = None if u is None else numpyro.subsample(jnp.asarray(u, dtype=jnp.float32), event_dim=1)
+        eps = numpyro.sample("eps", dist.Normal(0.0, 1.0).expand([d, k]).to_event(2))
+        batch = eps.shape[0]
+        z = make_nodes(noise_scale[:, None] * eps, batch)
+        numpyro.deterministic("z", z.reshape(batch, d * k))
+        if u_batch is not None:
+            numpyro.factor("label_prior", dist.Normal(u_batch[:, :, None], config.label_scale).log_prob(z).sum((-2, -1)))
+            if label_terms is not None:
+                label_terms(u_batch)
+        logits = decode_fn(z.reshape(batch, d * k))
+        if config.likelihood == "bernoulli":
+            # validate_args=False: grey values in [0, 1] score as the binary cross-entropy; NumPyro would
+            # otherwise mask them as out of support (-inf).
+            pixels = dist.Bernoulli(logits=logits, validate_args=False)
+        else:
+            pixels = dist.Normal(jax.nn.sigmoid(logits), config.pixel_scale)
+        numpyro.sample("x", pixels.to_event(len(shape)), obs=x_batch)
+
+
+def guide(x: ArrayLike | None = None, u: ArrayLike | None = None, *, num_data: int | None = None, config: LatentSCMConfig) -> None:
+    """The amortized encoder :math:`q(\\epsilon_n \\mid x_n)`, the causal VAEs' guide for SVI."""
+    if x is None:
+        raise ValueError("The causal VAE guide encodes observed images: pass `x`.")
+    n, shape = image_shape_of(x, num_data, config)
+    encode_fn = encoder_network(config, shape)
+    with numpyro.plate("data", n, subsample_size=_subsample_size(config, n, x)):
+        x_batch = numpyro.subsample(jnp.asarray(x), event_dim=len(shape))
+        loc, scale = encode_fn(x_batch)
+        numpyro.sample("eps", dist.Normal(loc, scale).to_event(2))
+
+
+def check_data(data: Mapping[str, Any], config: LatentSCMConfig) -> None:
+    """Raise a clear error for data a causal VAE of this config cannot take (before anything compiles).
+
+    Raises
+    ------
+    ValueError
+        No ``x``; ``x`` not ``(N, H, W[, C])``; pixel values outside [0, 1] for the Bernoulli likelihood; a
+        shape that differs from ``config.image_shape``; labels ``u`` not ``(N, number of concepts)``; fewer
+        images than ``batch_size``.
+    """
+    owner = type(config).__name__
+    x = data.get("x")
+    if x is None:
+        raise ValueError("A causal VAE needs the observed images `x` (num_data, height, width[, channels]) in data; got no `x`.")
+    shape = np.shape(x)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"`x` must be images of shape (num_data, height, width[, channels]); got shape {shape}.")
+    array = np.asarray(x)
+    if config.likelihood == "bernoulli" and (array.min() < 0 or array.max() > 1):
+        raise ValueError(
+            f"`x` must lie in [0, 1] for likelihood='bernoulli'; got values from {array.min():g} to {array.max():g}. "
+            "Rescale the images or use likelihood='gaussian'."
+        )
+    if config.image_shape is not None and tuple(shape[1:]) != tuple(config.image_shape):
+        raise ValueError(f"`x` has images of shape {tuple(shape[1:])} but {owner}.image_shape is {config.image_shape}.")
+    if config.network == "conv" and any(s % nn.CONV_STRIDE_PRODUCT for s in shape[1:3]):
+        raise ValueError(f"`x` has images of shape {tuple(shape[1:])}, which network='conv' cannot take; use network='mlp'.")
+    u = data.get("u")
+    if u is not None:
+        u_shape = np.shape(u)
+        if len(u_shape) != 2 or u_shape[1] != config.num_concepts:
+            raise ValueError(
+                f"labels `u` must have shape (num_data, {config.num_concepts}), one column per concept "
+                f"({', '.join(config.concepts)}); got shape {u_shape}."
+            )
+        if u_shape[0] != shape[0]:
+            raise ValueError(f"labels `u` have {u_shape[0]} rows but `x` has {shape[0]} images; give one label row per image.")
+    if config.batch_size is not None and shape[0] < config.batch_size:
+        raise ValueError(
+            f"`x` has {shape[0]} images, fewer than {owner}.batch_size={config.batch_size}; lower batch_size or use None."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CausalVAE
+# ---------------------------------------------------------------------------------------------------------
+
+
+def masked_adjacency(raw: jax.Array) -> jax.Array:
+    return raw * (1.0 - jnp.eye(raw.shape[-1], dtype=raw.dtype))
+
+
+def linear_nodes(adjacency: jax.Array, noise: jax.Array, concepts: Sequence[str], k: int) -> jax.Array:
+    """Register the concepts of the linear SCM ``z = A^T z + noise`` one by one (see the module docstring)."""
+    d = len(concepts)
+    batch = noise.shape[0]
+    values = jnp.zeros_like(noise)
+    eye = jnp.eye(d, dtype=noise.dtype)
+    for i, name in enumerate(concepts):
+        held = jnp.asarray([1.0] * i + [0.0] * (d - i), dtype=noise.dtype)
+        # z = held * values + (1 - held) * (A^T z + noise), solved for z.
+        system = eye - (1.0 - held)[:, None] * adjacency.T
+        rhs = held[None, :, None] * values + (1.0 - held)[None, :, None] * noise
+        solution = jnp.einsum("ij,bjc->bic", jnp.linalg.inv(system), rhs)
+        values = values.at[:, i, :].set(concept_site(name, solution[:, i, :], batch, k))
+    return values
+
+
+def causal_vae(
+    x: ArrayLike | None = None,
+    u: ArrayLike | None = None,
+    *,
+    num_data: int | None = None,
+    config: CausalVAEConfig = CausalVAEConfig(),
+) -> None:
+    """CausalVAE as a NumPyro program (see the module docstring for the story and the sites).
+
+    Parameters
+    ----------
+    x : ArrayLike or None
+        Images ``(N, H, W[, C])`` in [0, 1]; ``None`` generates them.
+    u : ArrayLike or None
+        Standardised concept labels ``(N, d)``; ``None`` drops the label terms (generation, unlabelled data).
+    num_data : int or None
+        Number of images to generate when ``x`` is None.
+    config : CausalVAEConfig
+        Model settings.
+    """
+    n, _ = image_shape_of(x, num_data, config)
+    d, k = config.num_concepts, config.concept_dim
+    a = masked_adjacency(numpyro.param("adjacency", jnp.zeros((d, d))))
+    if config.acyclicity_weight > 0:
+        numpyro.factor("acyclicity", -config.acyclicity_weight * n * acyclicity(a))
+    if config.sparsity_weight > 0:
+        numpyro.factor("adjacency_sparsity", -config.sparsity_weight * n * jnp.abs(a).sum())
+
+    noise_scale = numpyro.param("noise_scale", jnp.ones((d,)), constraint=dist.constraints.positive)
+
+    def label_terms(u_batch: jax.Array) -> None:
+        if config.label_scm_weight > 0:
+            fitted = dist.Normal(u_batch @ a, noise_scale).log_prob(u_batch).sum(-1)
+            numpyro.factor("label_scm", config.label_scm_weight * fitted)
+
+    program(x, u, num_data, config, lambda noise, batch: linear_nodes(a, noise, config.concepts, k), label_terms)
+
+
+def causal_vae_guide(x: ArrayLike | None = None, u: ArrayLike | None = None, *, num_data: int | None = None, config: CausalVAEConfig = CausalVAEConfig()) -> None:
+    """The amortized encoder of :func:`causal_vae`."""
+    guide(x, u, num_data=num_data, config=config)
+
+
+def learned_adjacency(fit: Any) -> np.ndarray:
+    """The fitted ``(d, d)`` adjacency of a CausalVAE fit (diagonal 0)."""
+    if not getattr(fit, "params", None) or "adjacency" not in fit.params:
+        raise ValueError("`fit` has no 'adjacency' param: pass an SVI fit of the causal_vae model.")
+    return np.asarray(masked_adjacency(jnp.asarray(fit.params["adjacency"])))
+
+
+def learned_graph(fit: Any, threshold: float | None = None) -> np.ndarray:
+    """The learned graph: ``|A_ij| > threshold`` (default ``config.edge_threshold``), as 0/1 integers."""
+    if threshold is None:
+        threshold = fit.model.config.edge_threshold
+    return (np.abs(learned_adjacency(fit)) > threshold).astype(np.int8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoding and decoding with fitted weights (used by counterfactuals and reports)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _encoder_program(config: LatentSCMConfig, shape: tuple[int, ...]):
+    @jax.jit
+    def run(weights, images):
+        return handlers.substitute(lambda: encoder_network(config, shape)(images), data=weights)()
+
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _generator_program(model: ZooModel, targets: tuple[str, ...]):
+    # Compiled once per model, image shape and set of intervened concepts; values and weights are arguments.
+    @jax.jit
+    def run(params, eps, interventions):
+        program_fn = handlers.substitute(handlers.condition(model, data={"eps": eps}), data=params)
+        if targets:
+            program_fn = handlers.do(program_fn, data=interventions)
+        trace = handlers.trace(handlers.seed(program_fn, 0)).get_trace(num_data=eps.shape[0])
+        return trace["z"]["value"], trace["x"]["fn"].mean
+
+    return run
+
+
+def encode(fit: Any, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder means and sds of ``eps`` for any images, each ``(n, d, k)``, under a fitted causal VAE."""
+    x = jnp.asarray(x, dtype=jnp.float32)
+    run = _encoder_program(fit.model.config, tuple(int(s) for s in x.shape[1:]))
+    loc, scale = run({"encoder$params": fit.params["encoder$params"]}, x)
+    return np.asarray(loc), np.asarray(scale)
+
+
+def decode(fit: Any, eps: ArrayLike, do: Mapping[str, ArrayLike] | None = None) -> dict[str, np.ndarray]:
+    """Run the fitted generative program with ``eps`` held fixed and ``do`` applied.
+
+    Returns the concept values ``z`` ``(n, d k)`` and the decoder's pixel means ``x_mean`` ``(n, *image)``:
+    with ``eps`` from :func:`encode` and a ``do``, a counterfactual (abduction by the encoder, action,
+    prediction); with prior draws of ``eps``, draws under the intervention. Compiled once per set of
+    intervened concepts.
+    """
+    config = fit.model.config
+    shape = tuple(np.shape(fit.data["x"])[1:]) if "x" in fit.data else tuple(config.image_shape)
+    unknown = sorted(set(do or {}) - set(config.concepts))
+    if unknown:
+        raise ValueError(f"do names unknown concept(s) {unknown}; the model's concepts are {', '.join(config.concepts)}.")
+    model = fit.model.with_config(image_shape=shape, batch_size=None)
+    interventions = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in (do or {}).items()}
+    run = _generator_program(model, tuple(sorted(interventions)))
+    z, mean = run(dict(fit.params), jnp.asarray(eps, dtype=jnp.float32), interventions)
+    return {"z": np.asarray(z), "x_mean": np.asarray(mean)}
+
+
+def entry(**config: Any) -> ZooModel:
+    """The zoo entry ``"causal_vae"``."""
+    return ZooModel(
+        name="causal_vae",
+        model=causal_vae,
+        config=make_config(CausalVAEConfig, "causal_vae", config),
+        config_class=CausalVAEConfig,
+        guide=lambda cfg: partial(causal_vae_guide, config=cfg),
+        check_data=check_data,
+        summary_sites=(),
+        description="CausalVAE: linear latent SCM z = A^T z + eps, learned A under tr(exp(A*A)) - d, label-conditioned prior.",
+    )

@@ -1,0 +1,158 @@
+"""CausalVAE and SCM-VAE: shapes, the acyclicity penalty, exact do() semantics, errors, the case study."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro import handlers
+from numpyro.infer import Predictive
+
+import ppzoo
+from ppzoo.data.pendulum import GRAPH
+from ppzoo.models.causal_vae import PENDULUM_CONCEPTS, acyclicity, structural_hamming_distance
+
+SHAPE = (16, 16, 3)
+SMALL = dict(image_shape=SHAPE, mlp_hidden=(8,), batch_size=None)
+
+
+def _trace(model, do=None, eps=None, params=None, n=5):
+    program = model
+    if params:
+        program = handlers.substitute(program, data=params)
+    if eps is not None:
+        program = handlers.condition(program, data={"eps": eps})
+    if do:
+        program = handlers.do(program, data=do)
+    return handlers.trace(handlers.seed(program, 0)).get_trace(num_data=n)
+
+
+@pytest.mark.parametrize("name", ["causal_vae", "scm_vae"])
+def test_prior_predictive_shapes(name):
+    model = ppzoo.models.get(name, **SMALL)
+    draws = Predictive(model, num_samples=3)(jax.random.key(0), num_data=5)
+    assert draws["x"].shape == (3, 5, *SHAPE)
+    assert draws["eps"].shape == (3, 5, 4, 1)
+    assert draws["z"].shape == (3, 5, 4)
+    for concept in PENDULUM_CONCEPTS:
+        assert draws[concept].shape == (3, 5, 1)
+    # the concept sites are the columns of z
+    np.testing.assert_allclose(np.concatenate([draws[c] for c in PENDULUM_CONCEPTS], -1), draws["z"], rtol=1e-6)
+
+
+def test_acyclicity_is_zero_on_a_dag_and_positive_with_a_cycle():
+    dag = np.triu(np.random.default_rng(0).normal(size=(4, 4)), 1)
+    assert abs(float(acyclicity(dag))) < 1e-5
+    assert abs(float(acyclicity(GRAPH.astype(float)))) < 1e-6
+    cyclic = dag.copy()
+    cyclic[3, 0] = 0.7
+    assert float(acyclicity(cyclic)) > 1e-3
+
+
+def test_structural_hamming_distance():
+    assert structural_hamming_distance(GRAPH, GRAPH) == 0
+    assert structural_hamming_distance(np.zeros((4, 4)), GRAPH) == 4
+    assert structural_hamming_distance(GRAPH.T, GRAPH) == 4  # every edge reversed
+    extra = GRAPH.copy()
+    extra[2, 3] = 1
+    assert structural_hamming_distance(extra, GRAPH) == 1
+    with pytest.raises(ValueError, match="square adjacency"):
+        structural_hamming_distance(np.zeros((3, 3)), GRAPH)
+
+
+def test_scm_vae_do_on_a_cause_moves_its_effects_and_not_the_other_cause():
+    model = ppzoo.models.get("scm_vae", **SMALL)
+    eps = jax.random.normal(jax.random.key(1), (5, 4, 1))
+    natural = _trace(model, eps=eps)
+    intervened = _trace(model, eps=eps, do={"pendulum_angle": 2.0})
+    np.testing.assert_array_equal(intervened["light_angle"]["value"], natural["light_angle"]["value"])
+    z_nat, z_do = np.asarray(natural["z"]["value"]), np.asarray(intervened["z"]["value"])
+    np.testing.assert_array_equal(z_do[:, 0], 2.0)
+    np.testing.assert_array_equal(z_do[:, 1], z_nat[:, 1])
+    assert np.all(np.abs(z_do[:, 2:] - z_nat[:, 2:]) > 0)
+    # an effect has no children: intervening on it moves nothing else
+    on_effect = np.asarray(_trace(model, eps=eps, do={"shadow_length": -1.0})["z"]["value"])
+    np.testing.assert_array_equal(on_effect[:, [0, 1, 3]], z_nat[:, [0, 1, 3]])
+
+
+def test_causal_vae_do_follows_the_linear_scm_exactly():
+    model = ppzoo.models.get("causal_vae", **SMALL)
+    params = {"adjacency": jnp.asarray(0.5 * GRAPH, dtype=jnp.float32), "noise_scale": jnp.ones(4)}
+    eps = jax.random.normal(jax.random.key(2), (5, 4, 1))
+    natural = np.asarray(_trace(model, eps=eps, params=params)["z"]["value"])
+    e = np.asarray(eps[..., 0])
+    np.testing.assert_allclose(natural[:, 2], 0.5 * (e[:, 0] + e[:, 1]) + e[:, 2], rtol=1e-5, atol=1e-6)
+    do = np.asarray(_trace(model, eps=eps, params=params, do={"light_angle": 3.0})["z"]["value"])
+    np.testing.assert_array_equal(do[:, 0], natural[:, 0])
+    np.testing.assert_array_equal(do[:, 1], 3.0)
+    np.testing.assert_allclose(do[:, 2:] - natural[:, 2:], np.repeat(0.5 * (3.0 - natural[:, [1]]), 2, axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_fit_svi_then_nuts_with_fixed_weights():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(8, *SHAPE)).astype(np.float32)
+    u = rng.normal(size=(8, 4)).astype(np.float32)
+    model = ppzoo.models.get("causal_vae", image_shape=SHAPE, mlp_hidden=(8,), batch_size=4)
+    svi = ppzoo.fit(model, {"x": x, "u": u}, engine="svi", steps=20, learning_rate=1e-3, num_draws=2)
+    assert np.all(np.isfinite(svi.losses))
+    assert {"adjacency", "noise_scale", "encoder$params", "decoder$params"} <= set(svi.params)
+    nuts = ppzoo.fit(model.with_config(batch_size=None), {"x": x[:2], "u": u[:2]}, engine="nuts", params=svi.params,
+                     num_warmup=10, num_samples=10, num_chains=1)
+    assert nuts.samples["eps"].shape == (1, 10, 2, 4, 1)
+    assert np.all(np.isfinite(nuts.samples["z"]))
+
+
+def test_scm_vae_rejects_a_cyclic_graph():
+    cycle = (("pendulum_angle", "shadow_length"), ("shadow_length", "light_angle"), ("light_angle", "pendulum_angle"))
+    with pytest.raises(ValueError, match="cycle .*pendulum_angle -> shadow_length -> light_angle -> pendulum_angle"):
+        ppzoo.models.get("scm_vae", graph=cycle)
+    with pytest.raises(ValueError, match="self-loop"):
+        ppzoo.models.get("scm_vae", graph=(("light_angle", "light_angle"),))
+    with pytest.raises(ValueError, match="unknown concept"):
+        ppzoo.models.get("scm_vae", graph=(("light_angle", "sun_height"),))
+
+
+def test_bad_labels_and_shapes_are_named():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(8, *SHAPE)).astype(np.float32)
+    model = ppzoo.models.get("causal_vae", mlp_hidden=(8,), batch_size=4)
+    with pytest.raises(ValueError, match=r"labels `u` must have shape \(num_data, 4\)"):
+        ppzoo.fit(model, {"x": x, "u": np.zeros((8, 3), np.float32)}, engine="svi", steps=1)
+    with pytest.raises(ValueError, match="labels `u` have 7 rows but `x` has 8 images"):
+        ppzoo.fit(model, {"x": x, "u": np.zeros((7, 4), np.float32)}, engine="svi", steps=1)
+    with pytest.raises(ValueError, match=r"image_shape is \(32, 32, 3\)"):
+        ppzoo.fit(model.with_config(image_shape=(32, 32, 3)), {"x": x}, engine="svi", steps=1)
+    with pytest.raises(ValueError, match="must lie in \\[0, 1\\]"):
+        ppzoo.fit(model, {"x": x * 3}, engine="svi", steps=1)
+    with pytest.raises(ValueError, match="fewer than CausalVAEConfig.batch_size=64"):
+        ppzoo.fit(ppzoo.models.get("causal_vae"), {"x": x}, engine="svi", steps=1)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="concept_dim must be a positive integer"):
+        ppzoo.models.get("causal_vae", concept_dim=0)
+    with pytest.raises(ValueError, match="likelihood must be 'bernoulli' or 'gaussian'"):
+        ppzoo.models.get("scm_vae", likelihood="poisson")
+    with pytest.raises(ValueError, match="repeated names"):
+        ppzoo.models.get("causal_vae", concepts=("a", "a"))
+    with pytest.raises(ValueError, match="may not use the model's own site names"):
+        ppzoo.models.get("causal_vae", concepts=("x", "b"))
+    with pytest.raises(TypeError, match="Unknown config field"):
+        ppzoo.models.get("causal_vae", adjacency_weight=1.0)
+
+
+def test_case_study_smoke(tmp_path):
+    from ppzoo.case_studies import pendulum
+
+    out = pendulum.main([
+        "--out", str(tmp_path / "report"), "--num-train", "64", "--num-test", "8", "--steps", "10", "--hidden", "16",
+        "--batch-size", "16", "--samples", "4", "--nuts-images", "1", "--num-warmup", "5", "--num-samples", "5",
+        "--num-chains", "1",
+    ])
+    page = (out / "index.html").read_text()
+    assert "Interventions and counterfactuals" in page
+    table = __import__("pandas").read_csv(out / "comparison.csv", index_col=0)
+    assert list(table.index) == ["causal_vae", "scm_vae", "beta_vae"]
+    assert table.loc["scm_vae", "shd"] == 0
+    assert np.all(np.isfinite(table[["do_target_mae", "cf_target_rmse", "cf_effect_rmse"]].to_numpy(float)))

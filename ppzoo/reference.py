@@ -66,6 +66,9 @@ import pandas as pd
 from numpyro.distributions import constraints
 
 from ppzoo.data._paths import validation_dir
+from ppzoo.models.lotka_volterra import LotkaVolterraConfig, solve_ode
+from ppzoo.models.lotka_volterra import lotka_volterra as _lotka_volterra_model
+from ppzoo.models.one_compartment import OneCompartmentConfig, one_compartment_rhs
 
 __all__ = [
     "ReferencePosterior",
@@ -405,9 +408,9 @@ def logearn_interaction_z(*, earn: Any, height: Any, male: Any) -> None:
     earn, height, male : array_like, shape (N,)
         Earnings (dollars, > 0), height (inches), and a 0/1 indicator.
     """
-    height = np.asarray(height, dtype=float)
+    height = _as_float(height)  # jnp, so that the port also runs with traced data (SVI's compiled steps)
     male = _as_float(male)
-    z = jnp.asarray((height - height.mean()) / height.std(ddof=1))
+    z = (height - height.mean()) / height.std(ddof=1)
     design = jnp.stack([jnp.ones_like(z), z, male, z * male], axis=-1)
     beta = numpyro.sample("beta", _flat(constraints.real, (4,)))
     sigma = numpyro.sample("sigma", _flat(constraints.positive))
@@ -676,25 +679,8 @@ def gp_pois_regr(*, x: Any, k: Any) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _solve_ode(
-    rhs: Callable, y0: jax.Array, t0: float, ts: jax.Array, args: Any, *, rtol: float, atol: float, mxstep: int
-) -> jax.Array:
-    """Solve ``dy/dt = rhs(t, y, args)`` from ``(t0, y0)`` and return the solution at ``ts``.
-
-    Uses ``jax.experimental.ode.odeint`` (adaptive Dormand-Prince 5(4), gradients by the adjoint ODE).
-    diffrax was the first choice, but its default ``RecursiveCheckpointAdjoint`` fails inside a ``while_loop``
-    under ``pmap`` ("Closure-converted function called with different dynamic arguments",
-    patrick-kidger/diffrax#765), which is how NumPyro and ppzoo run parallel NUTS chains; its
-    ``DirectAdjoint`` and ``BacksolveAdjoint`` work there but took 2.1 ms and 0.44 ms per log-density
-    gradient of the Lotka-Volterra port against odeint's 0.19 ms (float32, 2 CPU cores). Non-finite
-    solutions give a NaN density, which NUTS rejects (as Stan rejects a proposal when its integrator fails).
-    odeint does not report hitting ``mxstep``: it then extrapolates from the last accepted step.
-    """
-    from jax.experimental.ode import odeint
-
-    grid = jnp.concatenate([jnp.full((1,), t0, dtype=ts.dtype), ts])
-    ys = odeint(lambda y, t, a: rhs(t, y, a), y0, grid, args, rtol=rtol, atol=atol, mxstep=mxstep)[1:]
-    return jnp.where(jnp.isfinite(ys), ys, jnp.nan)
+# The solver and the right-hand sides live with the zoo's ODE models (ppzoo.models.lotka_volterra,
+# ppzoo.models.one_compartment); the ports below define posteriordb's densities with them.
 
 
 #: Integrator settings. Lotka-Volterra: Stan's ``integrate_ode_rk45(..., 1e-5, 1e-3, 500)`` tolerances
@@ -704,15 +690,11 @@ def _solve_ode(
 #: the steps per output interval; by a step-size stability estimate it binds only where the
 #: Michaelis-Menten term is extremely stiff (``K_m`` below ~1e-5), a region of negligible posterior mass.
 ODE_SETTINGS = {
-    "lotka_volterra": {"rtol": 1e-5, "atol": 1e-3, "mxstep": 10_000},
-    "one_comp_mm_elim_abs": {"rtol": 1e-6, "atol": 1e-6, "mxstep": 10_000},
+    "lotka_volterra": {"rtol": LotkaVolterraConfig.rtol, "atol": LotkaVolterraConfig.atol, "mxstep": LotkaVolterraConfig.mxstep},
+    "one_comp_mm_elim_abs": {
+        "rtol": OneCompartmentConfig.rtol, "atol": OneCompartmentConfig.atol, "mxstep": OneCompartmentConfig.mxstep,
+    },
 }
-
-
-def _lotka_volterra_rhs(t, z, theta):
-    u, v = z[0], z[1]
-    alpha, beta, gamma, delta = theta[0], theta[1], theta[2], theta[3]
-    return jnp.stack([(alpha - beta * v) * u, (-gamma + delta * u) * v])
 
 
 def lotka_volterra(*, ts: Any, y_init: Any, y: Any) -> None:
@@ -755,29 +737,8 @@ def lotka_volterra(*, ts: Any, y_init: Any, y: Any) -> None:
     y : array_like, shape (N, 2)
         Populations measured at ``ts``.
     """
-    ts = _as_float(ts)
-    theta = numpyro.sample(
-        "theta",
-        dist.TruncatedNormal(jnp.array([1.0, 0.05, 1.0, 0.05]), jnp.array([0.5, 0.05, 0.5, 0.05]), low=0.0)
-        .to_event(1),
-    )
-    z_init = numpyro.sample("z_init", dist.LogNormal(jnp.log(10.0), 1.0).expand([2]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.LogNormal(-1.0, 1.0).expand([2]).to_event(1))
-    z = _solve_ode(_lotka_volterra_rhs, z_init, 0.0, ts, theta, **ODE_SETTINGS["lotka_volterra"])
-    z = numpyro.deterministic("z", z)
-    numpyro.sample("y_init", dist.LogNormal(jnp.log(z_init), sigma).to_event(1), obs=y_init)
-    # A failed solve gives NaN, which must reject the point (as Stan's integrator error does), not stop
-    # the run: no argument validation.
-    with numpyro.validation_enabled(False):
-        likelihood = dist.LogNormal(jnp.log(z), sigma).to_event(2)
-    numpyro.sample("y", likelihood, obs=y)
-
-
-def _one_comp_rhs(t, c, args):
-    k_a, K_m, V_m, D, V = args
-    # Stan switches the dose on for t > 0 only; at the single point t = 0 it does not change the solution.
-    dose = D * k_a / V * jnp.exp(-k_a * t)
-    return dose - (V_m / V) * c / (K_m + c)
+    # The zoo model with its default config is this posterior (same sites, priors and tolerances).
+    _lotka_volterra_model(ts, y_init, y, config=LotkaVolterraConfig())
 
 
 def one_comp_mm_elim_abs(*, t0: float, D: float, V: float, times: Any, C_hat: Any) -> None:
@@ -822,8 +783,8 @@ def one_comp_mm_elim_abs(*, t0: float, D: float, V: float, times: Any, C_hat: An
     V_m = numpyro.sample("V_m", dist.HalfCauchy(1.0))
     sigma = numpyro.sample("sigma", dist.HalfCauchy(1.0))
     c0 = jnp.zeros((), dtype=times.dtype)
-    conc = _solve_ode(
-        _one_comp_rhs, c0, float(t0), times, (k_a, K_m, V_m, float(D), float(V)),
+    conc = solve_ode(
+        one_compartment_rhs, c0, float(t0), times, (k_a, K_m, V_m, float(D), float(V), float(t0)),
         **ODE_SETTINGS["one_comp_mm_elim_abs"],
     )
     conc = numpyro.deterministic("C", conc)

@@ -1,0 +1,58 @@
+"""Smoke tests of the laws case study (``ppzoo run laws``) with tiny settings, and its argument checks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import ppzoo  # noqa: F401  (sets up host devices before JAX starts)
+from ppzoo.case_studies import laws as case
+
+TINY = ["--num-warmup", "30", "--num-samples", "30", "--num-chains", "2", "--svi-steps", "100"]
+
+
+def test_parse_args_defaults_and_errors():
+    args = case.parse_args([])
+    assert args.systems == ["damped_pendulum", "lotka_volterra", "lorenz"]
+    assert args.engines == ["nuts", "blackjax", "svi"] and args.noises == [0.003, 0.01, 0.03, 0.1]
+    assert (args.num_warmup, args.num_samples, args.num_chains) == (400, 400, 2)
+    full = case.parse_args(["--full"])
+    assert (full.num_chains, full.sweep_seeds, len(full.noises)) == (4, 3, 6)
+    with pytest.raises(SystemExit):
+        case.parse_args(["--systems", "pendulum"])
+    with pytest.raises(SystemExit):
+        case.parse_args(["--noises", "0.01,2"])
+    with pytest.raises(SystemExit):
+        case.parse_args(["--engines", "hmc"])
+
+
+def test_smoke_pendulum_discovery(tmp_path):
+    # One system, the sweep reusing the discovery fit, no model choice, no ODE fit: one compiled sampler.
+    # The report is then about the law's own fit (sparse_law).
+    out = case.main(
+        ["--out", str(tmp_path / "laws"), "--systems", "damped_pendulum", "--noises", "0.01", "--candidates", "",
+         "--ode", "", *TINY]
+    )
+    page = (out / "index.html").read_text()
+    for title in ("Law discovery: damped_pendulum", "horseshoe posterior vs STLSQ", "Noise sweep", "inclusion probabilities",
+                  "held-out trajectory"):
+        assert title in page, title
+    assert "ODE inverse problem:" not in page
+    assert page.count("<img") >= 4
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["model"]) == ["sparse_law"]
+
+
+@pytest.mark.slow
+def test_smoke_model_choice_svi_and_reference(tmp_path):
+    out = case.main(
+        ["--out", str(tmp_path / "laws"), "--systems", "damped_pendulum", "--noises", "0.01,0.1",
+         "--candidates", "poly1,poly1+trig", "--ode", "damped_pendulum,one_compartment", "--engines", "nuts,svi",
+         *TINY]
+    )
+    page = (out / "index.html").read_text()
+    for title in ("Model choice", "Sparsest adequate", "against posteriordb", "Engine: svi",
+                  "ODE inverse problem: damped pendulum", "Physical parameters: posterior vs truth"):
+        assert title in page, title
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["fit"]) == ["nuts", "svi"] and "gravity_over_length_coverage90" in metrics

@@ -287,7 +287,7 @@ def closed_loop_section(checks: Sequence[Check], *, title: str = "Closed loop") 
     """One report section: a verdict line per check (green pass, red fail, grey not applicable), then figures."""
     lines = []
     for c in checks:
-        css, word = {True: ("good", "PASS"), False: ("bad", "FAIL"), None: ("note", "n/a")}[c.passed]
+        css, word = {True: ("good", "PASS"), False: ("bad", "FAIL"), None: ("na", "n/a")}[c.passed]
         lines.append(f"<li><b class='{css}'>{word}</b> <b>{html.escape(c.name)}</b>: {html.escape(c.verdict)}</li>")
     section = Section(title, text="<ul class='verdicts'>" + "".join(lines) + "</ul>")
     section.tables = [(caption, frame, None) for c in checks for caption, frame in c.tables]

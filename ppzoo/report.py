@@ -130,6 +130,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
+#: Most panels in one rank or density figure (arviz-plots' own limit is 40).
+MAX_PANELS = 36
+
+
 def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataFrame | None]:
     import arviz_plots
     import arviz_stats
@@ -158,12 +162,24 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
             flag = None
             text.append("<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>")
         tables.append((f"{label}: ArviZ summary of {', '.join(sites)}", summary, flag))
-        if fit.num_chains > 1:
-            figures.append((f"{label}: rank plots (uniform ranks = chains agree)",
-                            arviz_plots.plot_rank(tree, var_names=sites, backend="matplotlib")))
-        else:
-            figures.append((f"{label}: posterior densities",
-                            arviz_plots.plot_dist(tree, var_names=sites, backend="matplotlib")))
+        # arviz-plots draws one panel per scalar and refuses more than rcParams["plot.max_subplots"] (40):
+        # plot whole sites, in order, while they fit in MAX_PANELS; the summary table above has them all.
+        plotted, panels = [], 0
+        for site in sites:
+            size = int(np.prod(np.shape(fit.samples[site])[2:], dtype=int))
+            if panels + size > MAX_PANELS and plotted:
+                break
+            plotted.append(site)
+            panels += size
+        if panels > MAX_PANELS:
+            plotted = []
+        note = "" if plotted == sites else f" ({', '.join(plotted)}; the other sites have too many scalars to plot)"
+        if plotted and fit.num_chains > 1:
+            figures.append((f"{label}: rank plots (uniform ranks = chains agree){note}",
+                            arviz_plots.plot_rank(tree, var_names=plotted, backend="matplotlib")))
+        elif plotted:
+            figures.append((f"{label}: posterior densities{note}",
+                            arviz_plots.plot_dist(tree, var_names=plotted, backend="matplotlib")))
     if "diverging" in fit.sample_stats:
         div = np.asarray(fit.sample_stats["diverging"])
         text.append(f"<p>Divergent transitions: <b class='{'bad' if div.any() else 'good'}'>{int(div.sum())}</b> of {div.size}.</p>")
@@ -443,7 +459,7 @@ td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right} thead th{backgr
 tbody th{text-align:left;font-weight:500} tr.flag td,tr.flag th{background:#fde2e2}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 .warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a800} .note{background:#eef5ff;padding:.5em;border-left:4px solid #4a90d9}
-.bad{color:#b00020} .good{color:#1b7f3b} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
+.bad{color:#b00020} .good{color:#1b7f3b} .na{color:#777} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
 """
 
 

@@ -74,7 +74,9 @@ def _table(caption: str, frame: pd.DataFrame, flag: pd.Series | None = None) -> 
         cls = ' class="flag"' if flag is not None and bool(flag.iloc[i]) else ""
         cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values)
         rows.append(f"<tr{cls}><th>{html.escape(str(index))}</th>{cells}</tr>")
-    return f'<table><caption>{html.escape(caption)}</caption><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    # Wide tables scroll inside their own box instead of running off the page.
+    return (f'<div class="scroll"><table><caption>{html.escape(caption)}</caption><thead><tr>{header}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _fmt(value: Any) -> str:
@@ -459,7 +461,7 @@ td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right} thead th{backgr
 tbody th{text-align:left;font-weight:500} tr.flag td,tr.flag th{background:#fde2e2}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 .warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a800} .note{background:#eef5ff;padding:.5em;border-left:4px solid #4a90d9}
-.bad{color:#b00020} .good{color:#1b7f3b} .na{color:#777} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
+.bad{color:#b00020} .good{color:#1b7f3b} .na{color:#777} .scroll{overflow-x:auto;max-width:100%} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
 """
 
 

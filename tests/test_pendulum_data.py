@@ -14,7 +14,7 @@ def full():
 
 
 @pytest.fixture(scope="module")
-def test_split():
+def held_out_split():
     return ppzoo.data.load("pendulum", image_size=32, split="test")
 
 
@@ -50,12 +50,12 @@ def test_recipe_ranges_and_correlations(full):
     np.testing.assert_allclose(corr, [0.51, 0.86, -0.07, 0.11], atol=0.005)
 
 
-def test_split_sizes_and_membership(full, test_split):
-    assert test_split.data["x"].shape == (1826, 32, 32, 3)
+def test_split_sizes_and_membership(full, held_out_split):
+    assert held_out_split.data["x"].shape == (1826, 32, 32, 3)
     k = np.arange(7308)
     is_test = (k > 0) & (k % 4 == 0)  # 5th image, then every 4th
-    np.testing.assert_array_equal(test_split.truth["factors"], full.truth["factors"][is_test])
-    np.testing.assert_array_equal(test_split.data["x"], full.data["x"][is_test])
+    np.testing.assert_array_equal(held_out_split.truth["factors"], full.truth["factors"][is_test])
+    np.testing.assert_array_equal(held_out_split.data["x"], full.data["x"][is_test])
     train = load(image_size=32, split="train")
     assert len(train.data["x"]) == 5482
     np.testing.assert_array_equal(train.truth["grid_index"], full.truth["grid_index"][~is_test])

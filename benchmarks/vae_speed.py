@@ -188,25 +188,38 @@ def make_jax_trainer(
         log_p = (-0.5 * z**2).sum(1)
         return jnp.mean(recon + BETA * (log_q - log_p)) * num_data
 
-    def run_chunk(state, x_all, key):
-        def step(state, key):
-            params, opt_state = state
-            index_key, noise_key = jax.random.split(key)
-            idx = jax.random.choice(index_key, num_data, (BATCH,), replace=False)
-            loss, grads = jax.value_and_grad(loss_fn)(params, x_all[idx], noise_key)
-            updates, new_opt_state = optimizer.update(grads, opt_state, params)
-            new_state = (optax.apply_updates(params, updates), new_opt_state)
-            if guard:
-                finite = jnp.isfinite(loss)
-                for leaf in jax.tree.leaves(new_state[0]):
-                    finite = finite & jnp.all(jnp.isfinite(leaf))
-                new_state = jax.lax.cond(finite, lambda: new_state, lambda: state)
-            return new_state, loss
+    def step(state, x_all, key):
+        params, opt_state = state
+        index_key, noise_key = jax.random.split(key)
+        idx = jax.random.choice(index_key, num_data, (BATCH,), replace=False)
+        loss, grads = jax.value_and_grad(loss_fn)(params, x_all[idx], noise_key)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_state = (optax.apply_updates(params, updates), new_opt_state)
+        if guard:
+            finite = jnp.isfinite(loss)
+            for leaf in jax.tree.leaves(new_state[0]):
+                finite = finite & jnp.all(jnp.isfinite(leaf))
+            new_state = jax.lax.cond(finite, lambda: new_state, lambda: state)
+        return new_state, loss
 
-        return jax.lax.scan(step, state, jax.random.split(key, chunk))
+    def run_chunk(state, x_all, key):
+        return jax.lax.scan(lambda state, key: step(state, x_all, key), state, jax.random.split(key, chunk))
 
     params = jax.tree.map(jnp.array, params)
-    return (params, optimizer.init(params)), jax.jit(run_chunk, donate_argnums=0)
+    if network == "mlp":
+        return (params, optimizer.init(params)), jax.jit(run_chunk, donate_argnums=0)
+    # XLA's CPU convolutions are ~25x slower inside a loop body (jax-ml/jax#12868): the way to write the
+    # conv trainer in JAX is one jitted step called from Python, which is what ppzoo's engine does too.
+    one_step = jax.jit(step, donate_argnums=0)
+
+    def python_loop(state, x_all, key):
+        losses = []
+        for step_key in jax.random.split(key, chunk):
+            state, loss = one_step(state, x_all, step_key)
+            losses.append(loss)
+        return state, jnp.stack(losses)
+
+    return (params, optimizer.init(params)), python_loop
 
 
 def time_interleaved(network, x, steps, rounds, decoder_lowering, encoder_lowering) -> dict[str, list[float]]:

@@ -20,6 +20,7 @@ from ppzoo.inference._base import EngineResult, Options, split_data, validate_po
 __all__ = ["SVIOptions", "run_svi", "GUIDES", "make_guide", "SVIExtension", "shard_data"]
 
 GuideName = Literal["auto_normal", "auto_mvn", "auto_delta", "auto_lowrank"]
+StepLoop = Literal["auto", "scan", "python"]
 
 #: Autoguides by name.
 GUIDES: dict[str, Callable[..., Any]] = {
@@ -103,6 +104,14 @@ class SVIOptions(Options):
         The same program runs on one device (``None``, the default). On CPU, ppzoo creates
         ``max(4, cores)`` host devices at import. Across hosts, call ``jax.distributed.initialize()`` first;
         the mesh then spans ``jax.devices()``.
+    step_loop : {"auto", "scan", "python"}
+        How the steps of a chunk are looped: ``"scan"`` compiles the whole chunk as one ``lax.scan``
+        (no per-step dispatch: fastest for MLPs); ``"python"`` compiles one step and calls it
+        ``chunk_size`` times from Python (dispatch is asynchronous, so the steps still queue back to
+        back). ``"auto"`` (default) picks ``"python"`` on CPU when the step contains a convolution and
+        ``"scan"`` otherwise: XLA's CPU convolutions inside a loop body run far slower than the same
+        convolutions at the top level of a program (jax-ml/jax#12868; 25x for the disentanglement_lib
+        conv VAE here, ``benchmarks/vae_speed.py``). NaN handling and results are the same either way.
     """
 
     steps: int = 2000
@@ -114,6 +123,7 @@ class SVIOptions(Options):
     chunk_size: int = 200
     extension: SVIExtension | None = None
     data_devices: int | None = None
+    step_loop: StepLoop = "auto"
 
     def __post_init__(self) -> None:
         validate_positive(
@@ -145,8 +155,27 @@ class SVIOptions(Options):
             raise TypeError(
                 f"SVI option `extension` must be a ppzoo.inference.SVIExtension or None; got {self.extension!r}."
             )
+        if self.step_loop not in ("auto", "scan", "python"):
+            raise ValueError(f"SVI option `step_loop` must be 'auto', 'scan' or 'python'; got {self.step_loop!r}.")
         if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
             raise TypeError(f"SVI option `guide` must be a name or a callable; got {self.guide!r}.")
+
+
+def _contains_convolution(fn: Callable[..., Any], *args: Any) -> bool:
+    """Whether ``fn(*args)`` traces to a program with a convolution, in any nested (loop, cond) body."""
+
+    def search(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else (param,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns") and search(inner):
+                        return True
+        return False
+
+    return search(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def make_guide(model: Callable[..., Any], guide: str | Callable[..., Any] | None, default: Callable | None):
@@ -242,63 +271,104 @@ def run_svi(
             aux_finite = jnp.isfinite(aux_loss) & all_finite(new_ext)
         return new_state, new_ext, loss, finite & aux_finite
 
-    def run_chunk(state, ext_state, failed, start, arrays):
-        def one_step(carry, index):
-            state, ext_state, previous, failed = carry
-            new_state, new_ext, loss, new_finite = step(state, ext_state, index, arrays)
-            live = (index < total) & ~failed
-            loss_finite = jnp.isfinite(loss)
-            # The loss is that of `state`: if it is not finite, `state` itself is bad and `previous` is the
-            # last good one; if only the new parameters are not finite, `state` is the last good one.
-            state, ext_state, previous = jax.lax.cond(
-                live & loss_finite & new_finite,
-                lambda: (new_state, new_ext, state),
-                lambda: jax.lax.cond(
-                    live & ~loss_finite,
-                    lambda: (previous, ext_state, previous),
-                    lambda: (state, ext_state, previous),
-                ),
-            )
-            return (state, ext_state, previous, failed | (live & ~(loss_finite & new_finite))), loss
-
-        (state, ext_state, _, failed), losses = jax.lax.scan(
-            one_step, (state, ext_state, state, failed), start + jnp.arange(chunk)
+    def guarded_step(carry, index, arrays):
+        state, ext_state, previous, failed = carry
+        new_state, new_ext, loss, new_finite = step(state, ext_state, index, arrays)
+        live = (index < total) & ~failed
+        loss_finite = jnp.isfinite(loss)
+        # The loss is that of `state`: if it is not finite, `state` itself is bad and `previous` is the
+        # last good one; if only the new parameters are not finite, `state` is the last good one.
+        state, ext_state, previous = jax.lax.cond(
+            live & loss_finite & new_finite,
+            lambda: (new_state, new_ext, state),
+            lambda: jax.lax.cond(
+                live & ~loss_finite,
+                lambda: (previous, ext_state, previous),
+                lambda: (state, ext_state, previous),
+            ),
         )
-        return state, ext_state, failed, losses
+        return (state, ext_state, previous, failed | (live & ~(loss_finite & new_finite))), loss
 
-    def run_fast_chunk(state, ext_state, start, arrays):
-        # The same steps without the per-step guard (two lax.conds and a finiteness check of every
+    def fast_step(carry, index, arrays):
+        # The same step without the per-step guard (two lax.conds and a finiteness check of every
         # parameter, about a third of an MLP VAE's step on CPU: benchmarks/vae_speed.py). Only whether
         # everything stayed finite is tracked; a chunk that did not is rerun from its start with the guard.
-        def one_step(carry, index):
+        state, ext_state, finite = carry
+        state, ext_state, loss, _ = step(state, ext_state, index, arrays)
+        return (state, ext_state, finite & jnp.isfinite(loss)), loss
+
+    def chunk_finite(state, ext_state, finite):
+        return finite & all_finite(svi.optim.get_params(state.optim_state)) & all_finite(ext_state)
+
+    loop = options.step_loop
+    if loop == "auto":
+        on_cpu = jax.default_backend() == "cpu"
+        loop = "python" if on_cpu and _contains_convolution(step, state, ext_state, np.int32(0), arrays) else "scan"
+
+    if loop == "scan":
+
+        def run_chunk(state, ext_state, failed, start, arrays):
+            (state, ext_state, _, failed), losses = jax.lax.scan(
+                lambda carry, index: guarded_step(carry, index, arrays),
+                (state, ext_state, state, failed),
+                start + jnp.arange(chunk),
+            )
+            return state, ext_state, failed, losses
+
+        def run_fast_chunk(state, ext_state, start, arrays):
+            (state, ext_state, finite), losses = jax.lax.scan(
+                lambda carry, index: fast_step(carry, index, arrays),
+                (state, ext_state, jnp.array(True)),
+                start + jnp.arange(chunk),
+            )
+            return state, ext_state, chunk_finite(state, ext_state, finite), losses
+
+        jit_guarded = jax.jit(run_chunk, donate_argnums=(0, 1))
+        # Not donated: the chunk's starting state must survive for the guarded rerun. Whole chunks only
+        # (the guard also masks the steps of a last, partial chunk past `total`).
+        jit_fast = jax.jit(run_fast_chunk) if total % chunk == 0 else None
+
+        def guarded_chunk(state, ext_state, failed, start, arrays):
+            return jit_guarded(state, ext_state, failed, jnp.asarray(start), arrays)
+
+        fast_chunk = None if jit_fast is None else (lambda state, ext_state, start, arrays: jit_fast(state, ext_state, jnp.asarray(start), arrays))
+    else:
+        one_guarded = jax.jit(guarded_step, donate_argnums=0)
+        one_fast = jax.jit(fast_step, donate_argnums=0)
+        jit_chunk_finite = jax.jit(chunk_finite)
+
+        def copied(tree):
+            return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
+
+        def guarded_chunk(state, ext_state, failed, start, arrays):
+            carry, losses = (state, ext_state, copied(state), failed), []
+            for index in range(start, min(start + chunk, total)):
+                carry, loss = one_guarded(carry, np.int32(index), arrays)
+                losses.append(loss)
+            state, ext_state, _, failed = carry
+            return state, ext_state, failed, jnp.stack(losses)
+
+        def fast_chunk(state, ext_state, start, arrays):
+            # A copy is donated step after step; the chunk's starting state survives for the guarded rerun.
+            carry, losses = (copied(state), copied(ext_state), jnp.array(True)), []
+            for index in range(start, min(start + chunk, total)):
+                carry, loss = one_fast(carry, np.int32(index), arrays)
+                losses.append(loss)
             state, ext_state, finite = carry
-            state, ext_state, loss, new_finite = step(state, ext_state, index, arrays)
-            return (state, ext_state, finite & jnp.isfinite(loss)), loss
+            return state, ext_state, jit_chunk_finite(state, ext_state, finite), jnp.stack(losses)
 
-        (state, ext_state, finite), losses = jax.lax.scan(
-            one_step, (state, ext_state, jnp.array(True)), start + jnp.arange(chunk)
-        )
-        finite = finite & all_finite(svi.optim.get_params(state.optim_state)) & all_finite(ext_state)
-        return state, ext_state, finite, losses
-
-    guarded_chunk = jax.jit(run_chunk, donate_argnums=(0, 1))
-    # Not donated: the chunk's starting state must survive for the guarded rerun. Whole chunks only (the
-    # guard also masks the steps of a last, partial chunk past `total`).
-    fast_chunk = jax.jit(run_fast_chunk) if total % chunk == 0 else None
     failed = jnp.array(False)
     losses = []
     warnings: list[str] = []
     for start in range(0, total, chunk):
         chunk_losses = None
         if fast_chunk is not None:
-            new_state, new_ext, finite, fast_losses = fast_chunk(state, ext_state, jnp.asarray(start), arrays)
+            new_state, new_ext, finite, fast_losses = fast_chunk(state, ext_state, start, arrays)
             if bool(finite):
                 state, ext_state, chunk_losses = new_state, new_ext, fast_losses
             del new_state, new_ext
         if chunk_losses is None:
-            state, ext_state, failed, chunk_losses = guarded_chunk(
-                state, ext_state, failed, jnp.asarray(start), arrays
-            )
+            state, ext_state, failed, chunk_losses = guarded_chunk(state, ext_state, failed, start, arrays)
         chunk_losses = np.asarray(chunk_losses)[: total - start]
         losses.append(chunk_losses)
         if progress is not None:

@@ -99,7 +99,8 @@ def test_svi_compiles_once_whatever_the_steps(conjugate_data):
     assert counts[400] <= counts[100]  # a recompile per chunk would add 3
 
 
-def test_svi_nan_loss_stops_and_keeps_last_good_params():
+@pytest.mark.parametrize("step_loop", ["scan", "python"])
+def test_svi_nan_loss_stops_and_keeps_last_good_params(step_loop):
     def model(y=None):
         push = numpyro.param("push", 0.0)  # unconstrained on purpose
         numpyro.factor("reward", push)  # a constant gradient: Adam raises `push` by ~lr every step
@@ -109,11 +110,43 @@ def test_svi_nan_loss_stops_and_keeps_last_good_params():
 
     with pytest.warns(UserWarning, match=r"SVI stopped at step \d+: .*last finite loss"):
         fit = ppzoo.fit(model, {"y": np.zeros(5, np.float32)}, engine="svi", steps=400, learning_rate=0.5,
-                        num_draws=10)
+                        num_draws=10, step_loop=step_loop, chunk_size=50)
     assert any("SVI stopped" in w for w in fit.warnings)
     assert np.isfinite(fit.params["push"]) and fit.params["push"] <= 3.0  # the last good value is kept
     assert np.all(np.isfinite(fit.losses[:-1])) and not np.isfinite(fit.losses[-1])
     assert len(fit.losses) < 400
+
+
+def test_svi_step_loops_agree(conjugate_data):
+    """One compiled scan per chunk and one compiled step called from Python run the same steps."""
+    fits = {
+        loop: ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", steps=130, chunk_size=50, num_draws=10,
+                        seed=3, step_loop=loop)
+        for loop in ("scan", "python")
+    }
+    assert len(fits["scan"].losses) == len(fits["python"].losses) == 130
+    # Same keys, same arithmetic; only XLA's fusion differs between the two programs: float32 rounding.
+    np.testing.assert_allclose(fits["scan"].losses, fits["python"].losses, rtol=1e-4)
+    for name, value in fits["scan"].params.items():
+        np.testing.assert_allclose(value, fits["python"].params[name], rtol=1e-4, atol=1e-6)
+
+
+def test_svi_step_loop_auto_detects_convolutions(conjugate_data):
+    from ppzoo.inference.svi import _contains_convolution
+
+    kernel = jax.numpy.ones((3, 3, 1, 2))
+
+    def conv(x):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def conv_in_scan(x):
+        return jax.lax.scan(lambda c, _: (conv(c)[..., :1], None), x, None, length=2)[0]
+
+    x = jax.numpy.ones((1, 4, 4, 1))
+    assert _contains_convolution(conv, x) and _contains_convolution(conv_in_scan, x)
+    assert not _contains_convolution(lambda x: jax.numpy.tanh(x @ x.T), jax.numpy.ones((3, 3)))
+    with pytest.raises(ValueError, match="step_loop"):
+        ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", step_loop="while")
 
 
 def test_fixed_network_weights_then_mcmc():

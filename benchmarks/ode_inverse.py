@@ -64,7 +64,7 @@ def fit_case(name: str, engine: str, *, num_warmup: int, num_samples: int, num_c
                         num_draws=4000)
     else:
         fit = ppzoo.fit(model, data, engine=engine, seed=seed, num_warmup=num_warmup, num_samples=num_samples,
-                        num_chains=num_chains, target_accept_prob=ref.adapt_delta, init_strategy=init)
+                        num_chains=num_chains, target_accept_prob=ref.target_accept_prob, init_strategy=init)
     return fit, compare_to_reference(fit, ref)
 
 

@@ -541,7 +541,7 @@ def _reference_inverse(args: argparse.Namespace, which: str) -> Section:
         model = ppzoo.models.get("one_compartment", dose=d["D"], volume=d["V"], t0=d["t0"])
         data = {"times": d["times"], "y": d["C_hat"]}
         init = init_to_median
-    fits = _fit_engines(which, model, data, init, args, target_accept_prob=ref.adapt_delta)
+    fits = _fit_engines(which, model, data, init, args, target_accept_prob=ref.target_accept_prob)
     tables = {label: compare_to_reference(fit, ref) for label, fit in fits.items()}
     condensed = reference_table(tables)
     condensed.index = [f"{p} / {e}" for p, e in condensed.index]
@@ -566,8 +566,10 @@ def _reference_inverse(args: argparse.Namespace, which: str) -> Section:
         )
     return Section(
         f"ODE inverse problem: {which} against posteriordb ({ref.name})",
-        text=f"<p>Stan's 10,000 reference draws vs each engine; Stan's adapt_delta {ref.adapt_delta} as the target "
-        "acceptance. Rows flagged red fail the check.</p>" + svi_note,
+        text=f"<p>Stan's 10,000 reference draws vs each engine; target acceptance {ref.target_accept_prob} "
+        f"(Stan's adapt_delta {ref.adapt_delta}"
+        f"{'' if ref.target_accept_prob == ref.adapt_delta else ', raised: see ppzoo.reference'}). "
+        "Rows flagged red fail the check.</p>" + svi_note,
         tables=[("Condensed comparison with the reference (one row per engine)", condensed, ~condensed["passed"].astype(bool)),
                 ("Per parameter (log-scale rows compare log draws)", detail, ~detail["passed"].astype(bool))],
         figures=[(f"{which}: data and posterior predictive bands", figure)],

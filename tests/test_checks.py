@@ -55,9 +55,10 @@ def test_a_well_specified_model_passes_every_check(checked):
 
 
 def test_loo_pit_catches_a_wrong_likelihood_shape(checked):
-    # KS against uniform of 300 LOO-PIT values of exponential data under a normal fit: the PIT density is
-    # far from flat (D ~ 0.12, which at n = 300 is p ~ 1e-4), so the 1% test fails; the moment-based PPC
-    # cannot see it (mean and sd are fitted), which is why LOO-PIT is in the loop.
+    # ArviZ's POT-C test of 300 LOO-PIT values of exponential data under a normal fit: the PIT density is
+    # far from flat (too many values near 0 and 1 from the long right tail, too few in the left tail), so
+    # the 1% test fails; the moment-based PPC cannot see it (mean and sd are fitted), which is why LOO-PIT
+    # is in the loop.
     results = _by_name(checked["skewed"])
     assert results["LOO-PIT"].passed is False, results["LOO-PIT"].verdict
     assert results["posterior predictive"].passed is True

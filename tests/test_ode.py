@@ -189,7 +189,7 @@ def _reference_fit(name: str, engine: str):
     else:
         (model, data), init = _pk(ref), init_to_median
     fit = ppzoo.fit(model, data, engine=engine, seed=0, num_warmup=500, num_samples=500, num_chains=2,
-                    target_accept_prob=ref.adapt_delta, init_strategy=init)
+                    target_accept_prob=ref.target_accept_prob, init_strategy=init)
     return compare_to_reference(fit, ref)
 
 

@@ -191,7 +191,9 @@ def test_load_reference_assembles_the_stan_draws():
     np.testing.assert_allclose(ref.draws["theta"][..., 0].mean(), ref.summary.loc["theta[1]", "mean"], rtol=1e-10)
     assert ref.adapt_delta == 0.95 and not ref.x64 and ref.log_scale == ()
     assert sorted(ref.data) == ["sigma", "y"]
-    assert load_reference("one_comp_mm_elim_abs-one_comp_mm_elim_abs").log_scale == ("K_m", "V_m")
+    assert ref.target_accept_prob == ref.adapt_delta
+    pk = load_reference("one_comp_mm_elim_abs-one_comp_mm_elim_abs")
+    assert pk.log_scale == ("K_m", "V_m") and (pk.adapt_delta, pk.target_accept_prob) == (0.99, 0.995)
     assert load_reference("gp_pois_regr-gp_pois_regr").x64
 
 
@@ -253,7 +255,7 @@ def _fit_and_compare(name: str, engine: str) -> pd.DataFrame:
     ref = load_reference(name)
     fit = ppzoo.fit(
         ref.model, ref.data, engine=engine, seed=0, num_warmup=500, num_samples=500, num_chains=2,
-        target_accept_prob=ref.adapt_delta,
+        target_accept_prob=ref.target_accept_prob,
     )
     return compare_to_reference(fit, ref)
 

@@ -260,3 +260,22 @@ def test_autoguides(conjugate_data, guide):
     assert fit.samples["mu"].shape == (1, 50)
     # 300 Adam steps at rate 0.05 from the prior get the location within 0.1 (the posterior sd is 0.22).
     assert abs(np.median(fit.samples["mu"]) - mean) < 0.1 + 3 * 0.22 * (guide != "auto_delta")
+
+
+def test_floyd_subsample_draws_uniform_subsets():
+    """The SVI engine's minibatch indices: distinct, in range, every index and pair equally likely."""
+    from scipy import stats
+
+    from ppzoo.inference.svi import floyd_subsample
+
+    draws = 20000
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: floyd_subsample(50, 10, k)))(jax.random.split(jax.random.key(0), draws)))
+    assert idx.min() >= 0 and idx.max() < 50
+    assert all(len(set(row)) == 10 for row in idx)
+    # Inclusion counts of the 50 indices: multinomial-like, chi-square at the 0.1% level (a uniformity
+    # failure of a few percent per index would give p << 1e-3 at 200,000 inclusions).
+    assert stats.chisquare(np.bincount(idx.ravel(), minlength=50)).pvalue > 1e-3
+    # A pair (first and last index) is included with probability 10 * 9 / (50 * 49); 4 binomial sds.
+    p_pair = 90 / 2450
+    both = np.mean((idx == 0).any(1) & (idx == 49).any(1))
+    assert abs(both - p_pair) < 4 * np.sqrt(p_pair * (1 - p_pair) / draws)

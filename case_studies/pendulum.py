@@ -8,8 +8,9 @@ data set is an oracle: it renders any factor values and applies do() on the true
 factors off any image, so generated images are scored like simulator ones: under do(factor = value) the
 intervened factor should read as the value asked for, its effects should follow the true law from the
 causes read off the same image, and its non-descendants should not move (same exogenous noise, with and
-without the intervention). Counterfactuals of held-out images (abduction by the encoder, action, prediction)
-are compared with the simulator's counterfactual factors for the same unit. The beta-VAE has no causal
+without the intervention). Counterfactuals of held-out images by ``ppzoo.counterfactual`` (abduction of the
+exogenous noise by the amortized encoder, and by NUTS on a few images; action; prediction) are compared with
+the simulator's counterfactual factors for the same unit. The beta-VAE has no causal
 graph: a factor is "intervened" by setting the latent most correlated with it (nothing else changes), the
 usual disentanglement reading, which is the baseline a causal model has to beat on effects. The report
 shows reconstructions, the learned adjacency against the true graph (structural Hamming distance), a grid
@@ -54,7 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of encoder and decoder")
     parser.add_argument("--beta", type=float, default=4.0, help="beta of the beta-VAE baseline")
     parser.add_argument("--samples", type=int, default=64, help="prior draws per intervention value")
-    parser.add_argument("--nuts-images", type=int, default=4, help="held-out images for NUTS on CausalVAE's eps")
+    parser.add_argument("--nuts-images", type=int, default=4, help="held-out images for NUTS on the causal VAEs' eps")
+    parser.add_argument("--cf-draws", type=int, default=8, help="abduction draws of eps per counterfactual")
     parser.add_argument("--num-warmup", type=int, default=150)
     parser.add_argument("--num-samples", type=int, default=150)
     parser.add_argument("--num-chains", type=int, default=2)
@@ -123,6 +125,19 @@ class CausalModel:
 
     def generate(self, noise: np.ndarray, do: Mapping[str, float] | None = None) -> np.ndarray:
         return decode(self.fit, noise, do=dict(do or {}))["x_mean"]
+
+    def counterfactual(self, images: np.ndarray | None, do: Mapping[str, float], *, fit: Any = None,
+                       method: str = "guide", num_samples: int = 8) -> np.ndarray:
+        """Counterfactual images by ppzoo.counterfactual (abduction of eps, do, prediction), mean over draws.
+
+        ``method="guide"`` abducts with the SVI encoder; ``method="nuts"`` with ``fit`` a NUTS fit of the
+        units' eps (weights held at the SVI values), whose own draws are the abduction (``images`` unused).
+        """
+        source = self.fit if fit is None else fit
+        data = None if fit is not None else {"x": images}
+        cf = ppzoo.counterfactual(source, data, do=dict(do), method=method, num_samples=num_samples, seed=0,
+                                  return_sites=["x"])
+        return cf["x"].mean(0)
 
 
 class BetaVAEModel:
@@ -254,27 +269,48 @@ def intervention_scores(model: Any, reader: FactorReader, scaler: Standardiser, 
     }
 
 
-def counterfactual_scores(model: Any, reader: FactorReader, ds: Any, scaler: Standardiser, images: np.ndarray,
-                          factors: np.ndarray, names: Sequence[str], graph: np.ndarray, values: np.ndarray) -> dict[str, float]:
-    """Unit-level counterfactuals against the simulator's: RMSE (sd units) by role of the factor."""
-    noise = model.abduct(images)
-    recon = reader(model.generate(noise))
+def counterfactual_errors(images_under: Any, reader: FactorReader, ds: Any, scaler: Standardiser, factors: np.ndarray,
+                          names: Sequence[str], graph: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Unit-level counterfactuals against the simulator's, per unit: squared errors (sd units) by factor role.
+
+    ``images_under(do)`` returns the model's counterfactual images of the units under ``do`` (``{}``: their
+    reconstructions). Also returns ``direction``: for each unit, intervention on a cause and effect whose
+    true counterfactual moves by more than 0.1 sd, 1 if the model's counterfactual moves it the same way
+    (read off the images, from the reconstruction) and 0 if not.
+    """
+    recon = reader(images_under({}))
     truth_std = scaler.to_std(factors)
-    roles: dict[str, list[np.ndarray]] = {"target": [], "effect": [], "nondescendant": []}
+    roles: dict[str, list[np.ndarray]] = {"recon": [(recon - truth_std) ** 2], "target": [], "effect": [],
+                                          "nondescendant": [], "direction": []}
     for i, name in enumerate(names):
-        kids = _descendants(graph, i)
+        kids = sorted(_descendants(graph, i))
+        others = [k for k in range(len(names)) if k != i and k not in kids]
         for v in values[[1, 2, 3], i]:
-            true_cf = scaler.to_std(ds.intervene(factors, {name: float(scaler.to_units(np.full(4, v))[i])}))
-            read = reader(model.generate(noise, {name: float(v)}))
+            true_cf = scaler.to_std(ds.intervene(factors, {name: float(scaler.to_units(np.full(len(names), v))[i])}))
+            read = reader(images_under({name: float(v)}))
             err = (read - true_cf) ** 2
-            roles["target"].append(err[:, i])
+            roles["target"].append(err[:, [i]])
+            roles["nondescendant"].append(err[:, others])
             if kids:
-                roles["effect"].append(err[:, sorted(kids)].ravel())
-            others = [k for k in range(len(names)) if k != i and k not in kids]
-            roles["nondescendant"].append(err[:, others].ravel())
-    out = {"recon_rmse": float(np.sqrt(np.mean((recon - truth_std) ** 2)))}
-    for role, errs in roles.items():
-        out[f"cf_{role}_rmse"] = float(np.sqrt(np.mean(np.concatenate(errs))))
+                roles["effect"].append(err[:, kids])
+                true_move = true_cf[:, kids] - truth_std[:, kids]
+                model_move = read[:, kids] - recon[:, kids]
+                agree = np.where(np.abs(true_move) > 0.1, (np.sign(true_move) == np.sign(model_move)).astype(float), np.nan)
+                roles["direction"].append(agree)
+    return {role: np.concatenate(errs, axis=1) for role, errs in roles.items() if errs}
+
+
+def summarise_counterfactuals(errors: Mapping[str, np.ndarray], units: slice | np.ndarray = slice(None), prefix: str = "cf") -> dict[str, float]:
+    """RMSE by role (and the share of effects moved the true way) over the chosen units."""
+    out = {}
+    for role, err in errors.items():
+        e = err[units]
+        if role == "recon":
+            out["recon_rmse"] = float(np.sqrt(np.mean(e)))
+        elif role == "direction":
+            out[f"{prefix}_effect_direction"] = float(np.nanmean(e)) if np.isfinite(e).any() else float("nan")
+        else:
+            out[f"{prefix}_{role}_rmse"] = float(np.sqrt(np.mean(e)))
     return out
 
 
@@ -413,6 +449,7 @@ def run(args: argparse.Namespace) -> Path:
 
     models: dict[str, Any] = {}
     fits = {}
+    errors: dict[str, dict[str, np.ndarray]] = {}
     for name in args.models:
         fit, seconds = train(name, x, u, args)
         fits[name] = fit
@@ -432,11 +469,44 @@ def run(args: argparse.Namespace) -> Path:
             row["shd"] = structural_hamming_distance(np.zeros_like(graph), graph)
             row["graph"] = "none (empty)"
         row.update(intervention_scores(m, reader, scaler, names, graph, values, np.random.default_rng(args.seed + 1), args.samples))
-        row.update(counterfactual_scores(m, reader, test_ds, scaler, x_test, f_test, names, graph, values))
+        if isinstance(m, CausalModel):
+            # Abduction by the amortized guide: ppzoo.counterfactual, averaged over guide draws of eps.
+            def under(do, m=m):
+                return m.counterfactual(x_test, do, num_samples=args.cf_draws)
+        else:
+            noise = m.abduct(x_test)
+
+            def under(do, m=m, noise=noise):
+                return m.generate(noise, do)
+        errors[name] = counterfactual_errors(under, reader, test_ds, scaler, f_test, names, graph, values)
+        row.update(summarise_counterfactuals(errors[name]))
         row["train_s"] = m.seconds
         rows[name] = row
     table = pd.DataFrame(rows).T
     table.index.name = "model"
+
+    # Abduction by NUTS on the first held-out images (weights fixed at the SVI values; the posterior of eps
+    # given the image only, like the guide), scored beside the guide's counterfactuals of the same images.
+    nuts_fits, nuts_rows = {}, {}
+    k = min(args.nuts_images, len(x_test))
+    for name, m in models.items():
+        if not isinstance(m, CausalModel) or k == 0:
+            continue
+        print(f"[pendulum] {name}: NUTS on eps of {k} held-out images (weights fixed), counterfactuals ...", flush=True)
+        start = time.perf_counter()
+        nuts_fits[name] = ppzoo.fit(
+            m.fit.model.with_config(batch_size=None), {"x": x_test[:k]}, engine="nuts", seed=args.seed, params=m.fit.params,
+            num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
+        )
+        nuts_errors = counterfactual_errors(
+            lambda do, m=m, nf=nuts_fits[name]: m.counterfactual(None, do, fit=nf, method="nuts", num_samples=args.cf_draws),
+            reader, test_ds, scaler, f_test[:k], names, graph, values,
+        )
+        nuts_rows[(name, "nuts")] = {**summarise_counterfactuals(nuts_errors), "seconds": time.perf_counter() - start}
+        nuts_rows[(name, "guide")] = {**summarise_counterfactuals(errors[name], slice(0, k)), "seconds": float("nan")}
+    nuts_table = pd.DataFrame(nuts_rows).T if nuts_rows else None
+    if nuts_table is not None:
+        nuts_table.index.names = ["model", "abduction"]
 
     figures = [("Held-out images (top) and each model's reconstruction at the encoder mean", reconstruction_figure(models, x_test[:10]))]
     grid_fig, _ = intervention_grid_figure(models, test_ds, scaler, x_test[0], f_test[0], names, values)
@@ -462,26 +532,24 @@ def run(args: argparse.Namespace) -> Path:
         "<p>All errors are in training standard deviations of the factor. <b>do_target_mae</b>: |read factor - value "
         "asked| under do; <b>do_effect_law_mae</b>: |read effect - true law(read causes)| for the descendants of the "
         "intervened factor; <b>do_nondescendant_shift</b>: how far the other factors move against the same noise "
-        "without the intervention (0 is right); <b>cf_*_rmse</b>: counterfactuals of held-out images against the "
-        "simulator's counterfactual factors for the same unit, by the factor's role; <b>recon_rmse</b>: factors read "
+        "without the intervention (0 is right); <b>cf_*_rmse</b>: counterfactuals of held-out images (ppzoo.counterfactual: "
+        "abduction of eps by the encoder, averaged over guide draws; the beta-VAE: its encoder mean with one latent set) "
+        "against the simulator's counterfactual factors for the same unit (do() on the true SCM, rendered), by the "
+        "factor's role; <b>cf_effect_direction</b>: share of (unit, intervention on an angle, shadow factor) where the "
+        "true counterfactual moves the effect by over 0.1 sd and the model's counterfactual (read off its image, from "
+        "its reconstruction) moves it the same way (0.5 is chance); <b>recon_rmse</b>: factors read "
         "off reconstructions against the truth (the floor for the counterfactual errors). shd: structural Hamming "
         "distance of the model's graph to the true one (SCM-VAE is given the true graph; the beta-VAE has none).</p>"
         f"<p>Factor reader (ridge on simulator pixels) error on held-out simulator images: {html.escape(reader_text)}.</p>"
         + adjacency_text
     )
+    tables = [("Accuracy by model (sd units; lower is better)", table, None)]
+    if nuts_table is not None:
+        tables.append((f"Counterfactuals of the first {k} held-out images by abduction method: NUTS on eps given the "
+                       "image (weights fixed) against the amortized guide, same images and interventions", nuts_table, None))
     comparison = Section("Interventions and counterfactuals: CausalVAE vs SCM-VAE vs beta-VAE", text=text,
-                         tables=[("Accuracy by model (sd units; lower is better)", table, None)], figures=figures)
+                         tables=tables, figures=figures)
 
-    nuts_fit = None
-    first_causal = next((n for n in args.models if n != "beta_vae"), None)
-    if first_causal is not None and args.nuts_images > 0:
-        print(f"[pendulum] {first_causal}: NUTS on eps of {args.nuts_images} held-out images (weights fixed) ...", flush=True)
-        k = args.nuts_images
-        nuts_model = fits[first_causal].model.with_config(batch_size=None)
-        nuts_fit = ppzoo.fit(
-            nuts_model, {"x": x_test[:k], "u": scaler.to_std(f_test[:k]).astype(np.float32)}, engine="nuts", seed=args.seed,
-            params=fits[first_causal].params, num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
-        )
     elapsed = time.perf_counter() - total
     print(f"[pendulum] writing the report ({elapsed:.0f} s so far) ...", flush=True)
     description = (
@@ -489,18 +557,22 @@ def run(args: argparse.Namespace) -> Path:
         f"<p>Run settings: {html.escape(', '.join(f'{k}={v}' for k, v in vars(args).items()))}; "
         f"{elapsed / 60:.1f} min before the report.</p>"
     )
-    if nuts_fit is not None:
+    if nuts_fits:
+        first_causal = next(iter(nuts_fits))
         description += (
-            f"<p>The 'Engine' section is {first_causal}'s NUTS fit of the exogenous noise eps of {args.nuts_images} "
+            f"<p>The 'Engine' section is {first_causal}'s NUTS fit of the exogenous noise eps of {k} "
             "held-out images with the SVI weights held fixed (ppzoo.report describes one model's fits); the comparison "
             "of the three models follows it.</p>"
         )
-        out = ppzoo.report({f"{first_causal}_nuts_held_out": nuts_fit}, args.out, title="ppzoo case study: causal VAEs on the pendulum",
+        out = ppzoo.report({f"{first_causal}_nuts_held_out": nuts_fits[first_causal]}, args.out, title="ppzoo case study: causal VAEs on the pendulum",
                            description=description, sections=[comparison], data_info=train_ds.info)
     else:
         out = ppzoo.report({next(iter(fits)): next(iter(fits.values()))}, args.out, title="ppzoo case study: causal VAEs on the pendulum",
                            description=description, sections=[comparison], data_info=train_ds.info)
     table.to_csv(Path(out) / "comparison.csv")
+    if nuts_table is not None:
+        nuts_table.to_csv(Path(out) / "counterfactual_abduction.csv")
+        print(nuts_table.to_string(), flush=True)
     print(table.to_string(), flush=True)
     return Path(out)
 

@@ -257,6 +257,14 @@ def causal_sites(fit: Fit, data: Mapping[str, Any] | None = None) -> CausalSites
                        targets, shapes)
 
 
+def _full_batch(fit: Fit) -> Fit:
+    """The fit with its zoo model's minibatching off: abduction and prediction see every unit given."""
+    config = getattr(fit.model, "config", None)
+    if isinstance(fit.model, ZooModel) and getattr(config, "batch_size", None) is not None:
+        return dataclasses.replace(fit, model=fit.model.with_config(batch_size=None))
+    return fit
+
+
 def _run_model(fit: Fit) -> Any:
     params = fit.fixed_params or fit.params
     return handlers.substitute(fit.model, data=params) if params else fit.model
@@ -388,7 +396,34 @@ class _replay_noise(Messenger):
             msg["value"] = jnp.broadcast_to(loc, eps.shape) + jnp.broadcast_to(scale, eps.shape) * eps
 
 
-def _generate(model, arrays, static, observed, do_sample, do_det, substituted, key, return_sites, noise=None):
+class _expected(Messenger):
+    """Set each listed (leaf, observed) site to its distribution's mean under its current parents."""
+
+    def __init__(self, fn=None, sites: Iterable[str] = ()) -> None:
+        self.sites = set(sites)
+        super().__init__(fn)
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.sites and msg.get("value") is None:
+            msg["value"] = msg["fn"].mean
+
+
+def _is_delta(fn: Any) -> bool:
+    base = fn
+    while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
+        base = base.base_dist
+    return isinstance(base, dist.Delta)
+
+
+def _is_loc_scale(fn: Any) -> bool:
+    base = fn
+    while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
+        base = base.base_dist
+    return isinstance(base, LOC_SCALE)
+
+
+def _generate(model, arrays, static, observed, do_sample, do_det, substituted, key, return_sites, noise=None,
+              expected=()):
     program = unobserve(model, sites=set(observed))
     if do_sample:
         program = handlers.do(program, data=do_sample)
@@ -396,6 +431,8 @@ def _generate(model, arrays, static, observed, do_sample, do_det, substituted, k
         program = _do_deterministic(program, data=do_det)
     if noise:
         program = _replay_noise(program, noise=noise)
+    if expected:
+        program = _expected(program, sites=expected)
     program = handlers.substitute(program, data=substituted)
     trace = handlers.trace(handlers.seed(program, key)).get_trace(**arrays, **static)
     out = {}
@@ -623,11 +660,19 @@ def counterfactual(
     1. **Abduction**: draws of each unit's exogenous noise given its observations ``data``. Explicit noise
        sites (``eps``, ``eps_*``, ``ZooModel.exogenous``) and other per-datum latent sites are drawn from
        the fit's guide (``method="guide"``, SVI fits) or by NUTS on ``data`` with the global sites fixed at
-       their posterior means (``method="nuts"``, any fit). The implicit noise of every other per-datum site
-       is its standardised residual ``(value - loc) / scale`` under the factual run (module docstring).
+       their posterior means (``method="nuts"``, any fit; for an MCMC fit and ``data=None`` the fit's own
+       joint draws are used, no new chain is run). The implicit noise of every other per-datum site is its
+       standardised residual ``(value - loc) / scale`` under the factual run (module docstring).
     2. **Action**: ``numpyro.handlers.do`` (or the same on deterministic sites) with ``do``.
     3. **Prediction**: the program reruns with the same noise; descendants of the targets change, the rest
-       keep their factual values.
+       keep their factual values. Sites of three kinds need no noise of their own: explicit noise sites
+       (held at their abducted values), :class:`~numpyro.distributions.Delta` sites (deterministic functions
+       of their parents, e.g. the concept sites of the causal VAEs: recomputed), and observed leaves whose
+       family is not location-scale (e.g. Bernoulli pixels): their noise cannot be read off one
+       observation, so they return their counterfactual *expected* value (the decoder's pixel
+       probabilities, the usual counterfactual image of a VAE).
+
+    Zoo models with minibatching (``config.batch_size``) are run on all the units given.
 
     If the program has no per-datum latent site (e.g. ``linear_scm``: every node observed), abduction is
     exact and both methods are the same computation over the posterior draws of the globals. Otherwise
@@ -667,7 +712,8 @@ def counterfactual(
     ------
     ValueError
         Bad ``do`` (as in :func:`intervene`), unknown ``method``, ``method="guide"`` on a non-SVI fit, a
-        per-datum site without location-scale noise that is not declared exogenous, an autoguide asked to
+        per-datum latent site or a causal observed site (one with children) without location-scale or Delta
+        noise that is not declared exogenous, an autoguide asked to
         abduct units of another size, no observed site in ``data``.
     TypeError
         ``fit`` not a Fit, ``data`` not a mapping, a data key that is not a model argument.
@@ -684,8 +730,10 @@ def counterfactual(
     """
     caller = "ppzoo.counterfactual"
     _check_fit(fit, caller)
+    fit = _full_batch(fit)
     if method not in ("guide", "nuts"):
         raise ValueError(f"{caller}: `method` must be 'guide' or 'nuts'; got {method!r}.")
+    own_units = data is None
     if data is None:
         data = fit.data
     if not isinstance(data, Mapping):
@@ -720,42 +768,66 @@ def counterfactual(
         num = 1000 if num_samples is None else int(num_samples)
         _draw_index(num, num_samples, caller)
         draws = _abduct_guide(fit, data, roles, roles.global_latent + roles.per_datum_latent, num, abduct_key, guide)
+    elif own_units and fit.engine in ("nuts", "blackjax"):
+        # The fit's own draws are already MCMC draws of its units' exogenous noise (jointly with the globals).
+        index = _draw_index(fit.num_chains * fit.num_draws, num_samples, caller)
+        draws = _flat(fit.samples, [s for s in roles.global_latent + roles.per_datum_latent if s in fit.samples], index)
+        num = len(index)
     else:
         draws, _ = _abduct_nuts(fit, data, roles, num_samples, abduct_key, nuts_options, caller)
         num = next(iter(draws.values())).shape[0]
 
     exogenous = set(roles.exogenous)
-    replayed = [s for s in roles.per_datum_latent + roles.observed if s not in exogenous]
     do_sample = {k: v for k, v in do.items() if k not in roles.deterministic}
     do_det = {k: v for k, v in do.items() if k in roles.deterministic}
 
-    # Check the noise model eagerly (clear error before compiling).
+    # Sort the non-exogenous per-datum sites by how their noise is carried over (clear error before compiling):
+    # Delta sites are functions of their parents (recomputed), location-scale sites keep their standardised
+    # residual, and observed leaves of any other family (Bernoulli pixels, counts) give their expected value.
     first = {k: v[0] for k, v in draws.items()}
     trace = handlers.trace(handlers.seed(handlers.substitute(model, data=first), jax.random.key(0))).get_trace(**data)
-    for s in replayed:
-        _loc_scale(trace[s]["fn"], s)
-
-    def factual_noise(values, arrays):
-        tr = handlers.trace(handlers.seed(handlers.substitute(model, data=values), jax.random.key(0))).get_trace(
-            **arrays, **static
-        )
-        noise = {}
-        for s in replayed:
-            loc, scale = _loc_scale(tr[s]["fn"], s)
-            noise[s] = (tr[s]["value"] - loc) / scale
-        return noise
+    replayed, expected = [], []
+    for s in roles.per_datum_latent + roles.observed:
+        if s in exogenous or _is_delta(trace[s]["fn"]):
+            continue
+        if _is_loc_scale(trace[s]["fn"]):
+            replayed.append(s)
+        elif s in roles.observed and s not in roles.targets:
+            expected.append(s)
+        else:
+            _loc_scale(trace[s]["fn"], s)  # raises: a cause whose noise cannot be read off its value
 
     keys = jax.random.split(predict_key, num)
+    params = dict(fit.fixed_params or fit.params or {})
+    batched = num * _scalars(roles, return_sites) <= MAX_VMAP_SCALARS
+    spec = ("counterfactual", fit.model, tuple(static.items()), tuple(roles.observed), tuple(sorted(exogenous)),
+            tuple(roles.global_latent), tuple(replayed), tuple(expected), tuple(sorted(do_sample)),
+            tuple(sorted(do_det)), tuple(return_sites), batched)
 
-    @jax.jit
-    def run(keys, draws, arrays):
-        def one(args):
-            k, values = args
-            noise = factual_noise(values, arrays)
-            fixed = {s: v for s, v in values.items() if s in roles.global_latent or s in exogenous}
-            return _generate(model, arrays, static, roles.observed, do_sample, do_det, fixed, k, return_sites, noise)
+    def build():
+        def run(keys, draws, arrays, do_sample, do_det, params):
+            program = handlers.substitute(fit.model, data=params) if params else fit.model
 
-        return _map(one, (keys, draws), num * _scalars(roles, return_sites) <= MAX_VMAP_SCALARS)
+            def factual_noise(values):
+                tr = handlers.trace(handlers.seed(handlers.substitute(program, data=values), jax.random.key(0))).get_trace(
+                    **arrays, **static
+                )
+                noise = {}
+                for s in replayed:
+                    loc, scale = _loc_scale(tr[s]["fn"], s)
+                    noise[s] = (tr[s]["value"] - loc) / scale
+                return noise
 
-    out = run(keys, draws, arrays)
+            def one(args):
+                k, values = args
+                noise = factual_noise(values)
+                fixed = {s: v for s, v in values.items() if s in roles.global_latent or s in exogenous}
+                return _generate(program, arrays, static, roles.observed, do_sample, do_det, fixed, k, return_sites, noise,
+                                 expected)
+
+            return _map(one, (keys, draws), batched)
+
+        return jax.jit(run)
+
+    out = _cached(spec, build)(keys, draws, arrays, do_sample, do_det, params)
     return {k: np.asarray(v) for k, v in out.items()}

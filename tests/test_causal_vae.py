@@ -89,18 +89,77 @@ def test_causal_vae_do_follows_the_linear_scm_exactly():
     np.testing.assert_allclose(do[:, 2:] - natural[:, 2:], np.repeat(0.5 * (3.0 - natural[:, [1]]), 2, axis=1), rtol=1e-5, atol=1e-5)
 
 
-def test_fit_svi_then_nuts_with_fixed_weights():
+@pytest.fixture(scope="module")
+def tiny_svi():
+    """A few SVI steps of each causal VAE on 8 random images (compiled once for the module)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, *SHAPE)).astype(np.float32)
     u = rng.normal(size=(8, 4)).astype(np.float32)
-    model = ppzoo.models.get("causal_vae", image_shape=SHAPE, mlp_hidden=(8,), batch_size=4)
-    svi = ppzoo.fit(model, {"x": x, "u": u}, engine="svi", steps=20, learning_rate=1e-3, num_draws=2)
+    fits = {}
+    for name in ("causal_vae", "scm_vae"):
+        model = ppzoo.models.get(name, image_shape=SHAPE, mlp_hidden=(8,), batch_size=4)
+        fits[name] = ppzoo.fit(model, {"x": x, "u": u}, engine="svi", steps=20, learning_rate=1e-3, num_draws=2)
+    # CausalVAE's causal layer set to the true graph with weight 0.5: effects rise with their causes.
+    fits["causal_vae"].params["adjacency"] = jnp.asarray(0.5 * GRAPH, dtype=jnp.float32)
+    return x, u, fits
+
+
+def test_fit_svi_then_nuts_with_fixed_weights(tiny_svi):
+    x, u, fits = tiny_svi
+    svi = fits["causal_vae"]
+    model = svi.model
     assert np.all(np.isfinite(svi.losses))
     assert {"adjacency", "noise_scale", "encoder$params", "decoder$params"} <= set(svi.params)
     nuts = ppzoo.fit(model.with_config(batch_size=None), {"x": x[:2], "u": u[:2]}, engine="nuts", params=svi.params,
                      num_warmup=10, num_samples=10, num_chains=1)
     assert nuts.samples["eps"].shape == (1, 10, 2, 4, 1)
     assert np.all(np.isfinite(nuts.samples["z"]))
+
+
+@pytest.mark.parametrize("method", ["guide", "nuts"])
+def test_counterfactual_images_causal_vae(tiny_svi, method):
+    # Abduction of eps given the images (encoder or NUTS), do(light_angle = 2), prediction. With A = 0.5 on the
+    # true graph and the same abducted eps: the other cause keeps its value, each effect moves by
+    # 0.5 (2 - light_angle) -- upwards exactly when the cause is raised -- and x is the decoder's mean there.
+    from ppzoo.models.causal_vae import decode
+
+    x, _, fits = tiny_svi
+    fit = fits["causal_vae"]
+    options = {"num_warmup": 20, "num_samples": 10}
+    natural = ppzoo.counterfactual(fit, {"x": x[:5]}, do={}, method=method, num_samples=6, seed=1, nuts_options=options)
+    cf = ppzoo.counterfactual(fit, {"x": x[:5]}, do={"light_angle": 2.0}, method=method, num_samples=6, seed=1,
+                              nuts_options=options)
+    assert cf["x"].shape == (6, 5, *SHAPE) and cf["z"].shape == (6, 5, 4)
+    np.testing.assert_array_equal(cf["eps"], natural["eps"])  # the same abduction, so a unit-level comparison
+    np.testing.assert_allclose(cf["pendulum_angle"], natural["pendulum_angle"], atol=1e-6)
+    np.testing.assert_array_equal(cf["light_angle"], 2.0)
+    move = 0.5 * (2.0 - natural["light_angle"])
+    for effect in ("shadow_length", "shadow_position"):
+        np.testing.assert_allclose(cf[effect] - natural[effect], move, atol=1e-5)
+        assert np.all(np.sign(cf[effect] - natural[effect]) == np.sign(2.0 - natural["light_angle"]))
+    scale = np.asarray(fit.params["noise_scale"])
+    np.testing.assert_allclose(cf["pendulum_angle"][..., 0], scale[0] * cf["eps"][..., 0, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cf["x"][0], decode(fit, cf["eps"][0], do={"light_angle": 2.0})["x_mean"], atol=1e-5)
+    if method == "nuts":
+        return
+    # do on an effect: both causes and the other effect keep their values.
+    on_effect = ppzoo.counterfactual(fit, {"x": x[:5]}, do={"shadow_length": -1.0}, method=method, num_samples=6,
+                                     seed=1, nuts_options=options)
+    for other in ("pendulum_angle", "light_angle", "shadow_position"):
+        np.testing.assert_allclose(on_effect[other], natural[other], atol=1e-6)
+
+
+def test_counterfactual_images_scm_vae(tiny_svi):
+    x, _, fits = tiny_svi
+    fit = fits["scm_vae"]
+    natural = ppzoo.counterfactual(fit, None, do={}, num_samples=4, seed=2)  # fit.data: all 8 units, full batch
+    cf = ppzoo.counterfactual(fit, None, do={"pendulum_angle": 1.5, "light_angle": -0.5}, num_samples=4, seed=2)
+    assert cf["x"].shape == (4, 8, *SHAPE)
+    np.testing.assert_array_equal(cf["pendulum_angle"], 1.5)
+    for effect in ("shadow_length", "shadow_position"):
+        assert np.all(np.abs(cf[effect] - natural[effect]) > 0)  # both effects follow their mechanisms
+    on_effect = ppzoo.counterfactual(fit, None, do={"shadow_position": 0.0}, num_samples=4, seed=2)
+    np.testing.assert_allclose(on_effect["z"][..., :3], natural["z"][..., :3], atol=1e-6)
 
 
 def test_scm_vae_rejects_a_cyclic_graph():
@@ -138,6 +197,8 @@ def test_config_errors():
         ppzoo.models.get("causal_vae", concepts=("a", "a"))
     with pytest.raises(ValueError, match="may not use the model's own site names"):
         ppzoo.models.get("causal_vae", concepts=("x", "b"))
+    with pytest.raises(ValueError, match="adjacency_gradient must be 'labels' or 'all'"):
+        ppzoo.models.get("causal_vae", adjacency_gradient="decoder")
     with pytest.raises(TypeError, match="Unknown config field"):
         ppzoo.models.get("causal_vae", adjacency_weight=1.0)
 

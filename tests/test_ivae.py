@@ -4,6 +4,7 @@ import types
 
 import jax
 import numpy as np
+import numpyro.distributions as dist
 import optax
 import pytest
 from numpyro import handlers
@@ -65,6 +66,31 @@ def test_sites_and_shapes(conditional):
     encoder_in = jax.tree.leaves(guide_trace["encoder$params"]["value"])
     # The iVAE's encoder sees [x, one_hot(u)], the VAE's only x: the first kernel is (D + M) x hidden or D x hidden.
     assert (D + M if conditional else D, 8) in [np.shape(leaf) for leaf in encoder_in]
+
+
+@pytest.mark.parametrize("covariance", ["full", "diagonal"])
+def test_encoder_covariance(covariance):
+    """The full encoder's covariance is L L^T with L = diag(s) (I + B); the diagonal one is diag(s^2)."""
+    data = _tiny_data()
+    model = ivae_entry(num_sources=K, encoder_covariance=covariance, **SMALL)
+    trace = handlers.trace(handlers.seed(model.make_guide(), 0)).get_trace(**data)
+    fn = trace["z"]["fn"]
+    params = jax.tree.leaves(trace["encoder$params"]["value"])
+    assert (8, 2 * K + (K * (K - 1) // 2 if covariance == "full" else 0)) in [np.shape(p) for p in params]
+    if covariance == "diagonal":
+        assert isinstance(fn, dist.Independent) and isinstance(fn.base_dist, dist.Normal)
+        return
+    assert isinstance(fn, dist.MultivariateNormal)
+    tril = np.asarray(fn.scale_tril)
+    assert tril.shape == (data["x"].shape[0], K, K)
+    np.testing.assert_array_equal(np.triu(tril, 1), 0.0)
+    assert np.all(np.diagonal(tril, axis1=-2, axis2=-1) > 0)
+    assert np.any(np.abs(np.tril(tril, -1)) > 0)  # the off-diagonal outputs are used
+    # encode() returns the marginal sds of the same Gaussian.
+    fit = types.SimpleNamespace(model=model, params={"encoder$params": trace["encoder$params"]["value"]}, data=data)
+    mean, sd = encode(fit, data["x"], data["u"])
+    np.testing.assert_allclose(mean, fn.loc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sd, np.sqrt(np.einsum("nij,nij->ni", tril, tril)), rtol=1e-5)
 
 
 def test_prior_predictive_generates_data():
@@ -185,6 +211,7 @@ def test_bad_data(change, error, match):
         ({"hidden": ()}, ValueError, "hidden must be a non-empty tuple"),
         ({"activation": "swish"}, ValueError, "activation must be one of"),
         ({"observation_noise": 0.0}, ValueError, "observation_noise must be a positive number"),
+        ({"encoder_covariance": "low_rank"}, ValueError, "encoder_covariance must be 'full' or 'diagonal'"),
         ({"conditional_prior": "yes"}, TypeError, "conditional_prior must be True or False"),
         ({"seed": 1.5}, TypeError, "seed must be an integer"),
         ({"latent_dim": 3}, TypeError, "Unknown config field.*'latent_dim'"),
@@ -208,17 +235,17 @@ def test_generating_without_u_is_an_error():
 # ---------------------------------------------------------------------------- recovery and exact posterior
 
 # Reduced setting of the issue: 3 sources, 10 segments x 500 training points (+100 held out), 2-layer xtanh
-# mixing, standardized x, decoder noise sd 0.1, trained by ppzoo.fit's SVI engine on minibatches of 64.
-# Thresholds MEASURED with exactly this setting and training (a script over seeds 0-2, seed = data, network
-# and SVI seed; the test runs seed 0; no other seeds tried). Held-out Pearson MCC:
-#   iVAE: 0.956, 0.944, 0.874   (mean 0.925)
-#   VAE:  0.706, 0.797, 0.809   (mean 0.771)
-#   iVAE - VAE: 0.250, 0.147, 0.065
-# RECOVERY_MIN sits 0.07 below the worst iVAE seed and RECOVERY_MARGIN at about half the smallest gap, so the
-# test holds for any of the measured seeds (and small numerical differences between platforms). The minimum
-# alone does not separate the models (the VAE's best seed, 0.809, passes it); the margin does.
-RECOVERY_MIN = 0.80
-RECOVERY_MARGIN = 0.03
+# mixing, standardized x, decoder noise sd 0.1, full-covariance encoder (the default), trained by ppzoo.fit's SVI
+# engine on minibatches of 64. Thresholds MEASURED with exactly this setting and training (a script over seeds 0-2,
+# seed = data, network and SVI seed; the test runs seed 0; no other seeds tried). Held-out Pearson MCC:
+#   iVAE: 0.968, 0.948, 0.925   (mean 0.947; with the mean-field encoder 0.958, 0.921, 0.879)
+#   VAE:  0.683, 0.754, 0.734   (mean 0.724)
+#   iVAE - VAE: 0.285, 0.194, 0.191
+# RECOVERY_MIN sits 0.075 below the worst iVAE seed (and 0.10 above the best VAE seed); RECOVERY_MARGIN is about
+# half the smallest gap, so the test holds for any of the measured seeds (and small numerical differences between
+# platforms).
+RECOVERY_MIN = 0.85
+RECOVERY_MARGIN = 0.10
 RECOVERY = dict(num_sources=3, num_segments=10, points_per_segment=600, num_layers=2, activation="xtanh")
 HELDOUT = 100
 TRAIN = dict(steps=5000, learning_rate=3e-3, num_draws=1)
@@ -265,10 +292,12 @@ def test_exact_posterior_of_held_out_sources(recovery):
     mean, sd = encode(fit, held["x"], held["u"])
     gap = amortization_gap(mean, sd, exact.samples["z"], true=test["z"][chosen])
     # The exact posterior mean is the Bayes estimate under the fitted model; the issue expects it to recover the
-    # sources at least as well as the amortized encoder. MEASURED (this setting, 20 held-out points, seeds 0-2):
-    #   max r_hat 1.0057, 1.0087, 1.0059; MCC encoder 0.950, 0.960, 0.848; MCC NUTS 0.957, 0.961, 0.842.
-    # So the two are about equal (NUTS - encoder: +0.007, +0.001, -0.006), not reliably better: with 20 points
-    # each MCC is noisy. The tolerance 0.03 is five times the largest measured shortfall.
+    # sources at least as well as the amortized encoder. MEASURED (this setting, full-covariance encoder, 20 held-out
+    # points, seeds 0-2): max r_hat 1.0084, 1.0110, 1.0069; MCC encoder 0.969, 0.962, 0.895; MCC NUTS 0.968,
+    # 0.966, 0.919. So the two are about equal (NUTS - encoder: -0.001, +0.005, +0.025), not reliably better: with
+    # 20 points each MCC is noisy. The tolerance 0.03 is 30 times the largest measured shortfall (it was set at
+    # 5 times the shortfall of 0.006 measured with the mean-field encoder). Seed 1's r_hat 1.011 is just above the
+    # issue's 1.01: the test (seed 0) asserts 1.01, which is met, but not with room for every seed.
     assert gap["mcc_mcmc"] >= gap["mcc_encoder"] - 0.03, gap
 
 
@@ -281,11 +310,14 @@ def test_linear_ica_recovers_linearly_mixed_sources():
 
     Segment-wise Gaussian sources are, pooled over segments, scale mixtures of Gaussians (super-Gaussian), so
     the Laplace source prior fits them. MEASURED held-out MCC with exactly this setting, seeds 0-2: 0.964, 0.975,
-    0.912 (FastICA on seeds 0 and 2: 0.999, 0.996). The issue asks for >= 0.95; seed 2 falls short because the
-    data are noiseless and square, where the ELBO is flat in the noise scale: SVI leaves noise_scale near 0.15
-    (standardized x), and the Laplace prior's shrinkage of the posterior mean mixes the sources a little (a
-    smaller noise prior, more steps or another SVI seed give the same 0.91). The threshold sits 0.03 below the
-    worst measured seed; the test runs seed 0.
+    0.912 (FastICA 0.999, 0.999, 0.996). The issue asks for >= 0.95. More data does not help: at the paper's size
+    (5 sources, 40 segments x 1000 points, 1 layer, 5000 steps) the zoo's linear ICA gives 0.835, 0.860, 0.818 and
+    FastICA 0.9999 on seeds 0-2. The likely cause (measured for the iVAE, not yet for ``ica``): the ICA guide's
+    q(z | x) is mean-field, and with a non-orthogonal mixing and small noise the exact posterior of z is
+    correlated, so the ELBO's mean-field penalty, which does not shrink with the noise scale, favours a mixing
+    with more orthogonal columns, i.e. rotated sources; the iVAE's MCC on the same linear data went from 0.89 to
+    0.997 when its encoder got a full covariance. The threshold sits 0.03 below the worst measured seed; the test
+    runs seed 0.
     """
     from ppzoo.case_studies.nonlinear_ica import split_heldout
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -31,6 +32,9 @@ __all__ = [
 
 #: Tail probability below which a check fails (two-sided where it applies).
 ALPHA = 0.01
+
+#: Fewest posterior draws for PSIS-LOO: its Pareto tail, min(0.2 S, 3 sqrt(S)) draws, needs 5 of them.
+MIN_LOO_DRAWS = 25
 
 
 @dataclasses.dataclass
@@ -103,9 +107,16 @@ def _loo(tree: Any) -> tuple[Any, str | None]:
         return None, "the fit has no log-likelihood"
     if len(names) > 1:
         return None, f"several observed sites ({', '.join(names)}): LOO needs one; call arviz_stats.loo(tree, var_name=...)"
+    ll = tree["log_likelihood"][names[0]]
+    draws = int(ll.sizes.get("chain", 1) * ll.sizes.get("draw", 1))
+    if draws < MIN_LOO_DRAWS:
+        return None, f"only {draws} posterior draws: PSIS-LOO needs at least {MIN_LOO_DRAWS} (a Pareto tail of 5 or more)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return arviz_stats.loo(tree, pointwise=True, var_name=names[0]), None
+        try:
+            return arviz_stats.loo(tree, pointwise=True, var_name=names[0]), None
+        except ValueError as error:  # e.g. a degenerate tail (all log-likelihoods equal)
+            return None, f"arviz_stats.loo failed: {error}"
 
 
 def _loo_check(loo: Any, why_not: str | None) -> Check:
@@ -131,7 +142,7 @@ def _loo_pit_check(tree: Any, loo: Any, label: str) -> Check:
     import arviz_stats
 
     if loo is None:
-        return Check("LOO-PIT", None, "not applicable: no single-site log-likelihood.")
+        return Check("LOO-PIT", None, "not applicable: no PSIS-LOO (see the LOO line).")
     name = list(tree["log_likelihood"].data_vars)[0]
     pp = tree["posterior_predictive"][name]
     ll = tree["log_likelihood"][name]
@@ -226,8 +237,11 @@ def image_ppc_figure(tree: Any, name: str, *, group: str = "posterior_predictive
     fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.15 * len(rows)), squeeze=False)
     for r, images in enumerate(rows):
         for c in range(n):
-            image = images[c]
-            axes[r, c].imshow(image if image.ndim == 2 else image[..., 0], cmap="gray", vmin=0, vmax=1)
+            image = np.asarray(images[c], dtype=float)
+            if image.ndim == 3 and image.shape[-1] in (3, 4):  # colour images (the pendulum) keep their colours
+                axes[r, c].imshow(image.clip(0, 1))
+            else:
+                axes[r, c].imshow(image if image.ndim == 2 else image[..., 0], cmap="gray", vmin=0, vmax=1)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel("observed" if r == 0 else f"draw {r}", fontsize=7)
@@ -235,8 +249,80 @@ def image_ppc_figure(tree: Any, name: str, *, group: str = "posterior_predictive
     return fig
 
 
+def _data_sites(fit: Fit, tree: Any) -> tuple[list[str], dict[str, str], list[str]]:
+    """Split the observed sites into those holding the user's data and those that do not.
+
+    An observed site is checked only if its value is one of the arrays in ``fit.data`` (by name, or equal
+    to one) and its log-likelihood is not identically 0. The rest are observed in NumPyro's sense only:
+    a ``Delta`` site with ``obs`` set to a function of the latents (the causal VAEs' concept sites, there
+    so that ``handlers.do`` can set them) has log density 0 and replicates itself exactly, so its predictive
+    p-values would compare the model with itself.
+
+    Returns
+    -------
+    checked : list of str
+        Sites to check.
+    left_out : dict
+        Observed site left out -> why.
+    unmodelled : list of str
+        Data arrays that no checked site holds (covariates, or data that enter only through
+        ``numpyro.factor`` terms, like the causal VAEs' labels ``u``).
+    """
+    arrays = {k: np.asarray(v) for k, v in fit.data.items() if isinstance(v, (np.ndarray, jax.Array))}
+    loglik = tree["log_likelihood"] if "log_likelihood" in tree.children else None
+    checked, left_out, held = [], {}, set()
+    for name in _observed_names(tree):
+        value = np.asarray(tree["observed_data"][name])
+        source = name if name in arrays else next(
+            (k for k, a in arrays.items() if a.shape == value.shape and np.array_equal(a, value)), None)
+        if loglik is not None and name in loglik.data_vars and not np.any(np.asarray(loglik[name])):
+            left_out[name] = "log density identically 0 (e.g. a Delta site computed from the latents)"
+        elif source is None:
+            left_out[name] = "its value is not one of the data arrays"
+        else:
+            checked.append(name)
+            held.add(source)
+    unmodelled = [k for k, a in arrays.items() if k not in held and a.ndim >= 1]
+    return checked, left_out, unmodelled
+
+
+def _keep_sites(tree: Any, drop: Sequence[str]) -> Any:
+    """A shallow copy of ``tree`` without the ``drop`` sites in its data-side groups."""
+    if not drop:
+        return tree
+    sub = tree.copy()
+    for group in ("observed_data", "prior_predictive", "posterior_predictive", "log_likelihood"):
+        if group in sub.children:
+            ds = sub[group].to_dataset()
+            sub[group] = ds.drop_vars([n for n in drop if n in ds.data_vars])
+    return sub
+
+
+def _scope_note(checked: Sequence[str], left_out: Mapping[str, str], unmodelled: Sequence[str]) -> str:
+    """What the checks cover, in words ("" when they cover every observed site and every data array)."""
+    if not left_out and not unmodelled:
+        return ""
+    parts = [f" Scope: checked {', '.join(f'`{n}`' for n in checked) or 'nothing'}"]
+    if unmodelled:
+        parts.append(f"; not checked: data {', '.join(f'`{n}`' for n in unmodelled)} (no likelihood of their own: "
+                     "covariates, or terms that enter only through factors)")
+    reasons: dict[str, list[str]] = {}
+    for name, why in left_out.items():
+        reasons.setdefault(why, []).append(f"`{name}`")
+    for why, names in reasons.items():
+        parts.append(f"; left out: observed sites {', '.join(names)} ({why}: their predictive checks would compare "
+                     "the model with itself)")
+    return "".join(parts) + "."
+
+
 def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = None) -> list[Check]:
     """Prior predictive, posterior predictive, LOO (Pareto k) and LOO-PIT checks of one fit.
+
+    Only observed sites that hold the user's data (an array of ``fit.data``) with a log-likelihood that is
+    not identically 0 are checked: a Delta site computed from the latents (CausalVAE's and SCM-VAE's
+    concepts) is observed for NumPyro but would be compared with itself. The first verdict names what was
+    checked and the data that were not (arrays with no likelihood of their own, like labels that enter
+    only through ``numpyro.factor``).
 
     Parameters
     ----------
@@ -251,13 +337,23 @@ def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = 
     -------
     list of Check
         In the order prior predictive, posterior predictive, LOO, LOO-PIT. Checks that do not apply (an
-        improper prior, no single log-likelihood site, image data for LOO-PIT) have ``passed=None``.
+        improper prior, no single data site, fewer than ``MIN_LOO_DRAWS`` draws for LOO, image data for
+        LOO-PIT, no data site at all) have ``passed=None``.
     """
     label = label or fit.engine
     tree = fit.to_arviz() if tree is None else tree
+    checked, left_out, unmodelled = _data_sites(fit, tree)
+    note = _scope_note(checked, left_out, unmodelled)
+    if not checked:
+        why = "not applicable: no observed site holds the user's data."
+        return [Check(name, None, why + (note if i == 0 else "")) for i, name in
+                enumerate(("prior predictive", "posterior predictive", "LOO", "LOO-PIT"))]
+    tree = _keep_sites(tree, list(left_out))
     loo, why_not = _loo(tree)
-    return [_prior_check(tree, label), _posterior_predictive_check(tree, label), _loo_check(loo, why_not),
-            _loo_pit_check(tree, loo, label)]
+    results = [_prior_check(tree, label), _posterior_predictive_check(tree, label), _loo_check(loo, why_not),
+               _loo_pit_check(tree, loo, label)]
+    results[0].verdict += note  # said once per fit: the four checks share their scope
+    return results
 
 
 def sbc_check(result: Any) -> Check:

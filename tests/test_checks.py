@@ -72,6 +72,54 @@ def test_improper_prior_has_no_prior_check():
     assert results["LOO"].passed is not None
 
 
+def concept_model(y=None, u=None, *, num_data: int = 100):
+    # Like CausalVAE's concept sites: `mean` is an observed Delta site computed from a latent (so that
+    # handlers.do can set it), and the labels `u` enter only through a factor; `y` is the only data.
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    mean = numpyro.sample("mean", dist.Delta(mu), obs=mu)
+    with numpyro.plate("data", num_data if y is None else len(y)):
+        if u is not None:
+            numpyro.factor("labels", dist.Normal(mean, 1.0).log_prob(u))
+        numpyro.sample("y", dist.Normal(mean, 1.0), obs=y)
+
+
+def test_delta_sites_and_factor_data_are_not_checked():
+    rng = np.random.default_rng(3)
+    y = rng.normal(0.5, 1.0, 100).astype(np.float32)
+    u = (y + rng.normal(0.0, 0.1, 100)).astype(np.float32)
+    fit = ppzoo.fit(concept_model, {"y": y, "u": u}, engine="nuts", seed=0, num_warmup=200, num_samples=200)
+    assert set(fit.sites.observed) == {"mean", "y"}  # NumPyro's view: two observed sites
+    results = _by_name(predictive_checks(fit))
+    # y alone is checked: LOO applies (one data site), the PPC table has no row for the Delta site.
+    assert results["LOO"].passed is not None, results["LOO"].verdict
+    assert set(results["posterior predictive"].tables[0][1]["site"]) == {"y"}
+    # The scope is said once, on the first verdict: y checked, u not (a factor only), the Delta site left out.
+    scope = results["prior predictive"].verdict
+    assert "Scope: checked `y`; not checked: data `u`" in scope, scope
+    assert "left out: observed sites `mean` (log density identically 0" in scope, scope
+    assert "Scope" not in results["LOO"].verdict
+
+
+def test_a_model_without_data_sites_has_no_predictive_checks():
+    def delta_only(u=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("mean", dist.Delta(mu), obs=mu)
+        numpyro.factor("labels", dist.Normal(mu, 1.0).log_prob(u).sum())
+
+    u = np.random.default_rng(4).normal(0.0, 1.0, 20).astype(np.float32)
+    fit = ppzoo.fit(delta_only, {"u": u}, engine="nuts", seed=0, num_warmup=100, num_samples=100, num_chains=1)
+    results = predictive_checks(fit)
+    assert all(c.passed is None and "no observed site holds the user's data" in c.verdict for c in results)
+
+
+def test_too_few_draws_for_loo_is_not_applicable():
+    y = np.random.default_rng(5).normal(0.0, 1.0, 30).astype(np.float32)
+    fit = ppzoo.fit(normal_model, {"y": y}, engine="nuts", seed=0, num_warmup=20, num_samples=10, num_chains=1)
+    results = _by_name(predictive_checks(fit))
+    assert results["LOO"].passed is None and "only 10 posterior draws" in results["LOO"].verdict
+    assert results["LOO-PIT"].passed is None
+
+
 def test_section_has_one_verdict_line_per_check(checked):
     section = closed_loop_section(checked["well"] + checked["skewed"])
     assert section.text.count("<li>") == 8

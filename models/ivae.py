@@ -84,9 +84,13 @@ from numpy.typing import ArrayLike
 from numpyro import handlers
 
 from ppzoo import nn
+from ppzoo.inference.svi import SVIExtension
 from ppzoo.models import ZooModel, make_config
 
-__all__ = ["IVAEConfig", "ivae", "ivae_guide", "encode", "prior_log_variance", "entry"]
+__all__ = [
+    "IVAEConfig", "ivae", "ivae_guide", "encode", "prior_log_variance", "reconstruction_weight", "anneal_extension",
+    "entry",
+]
 
 Activation = Literal["leaky_relu", "relu", "tanh", "elu", "gelu", "softplus"]
 EncoderCovariance = Literal["full", "diagonal"]
@@ -141,6 +145,18 @@ class IVAEConfig:
         data uses all the data.
     seed : int
         Seed of the networks' initial weights (encoder ``seed``, decoder ``seed + 1``, prior ``seed + 2``).
+    anneal_steps : int
+        Reconstruction-weight annealing (0, the default: off). During SVI training the likelihood site ``x`` is
+        scaled by :math:`w(t) = 1 + (w_0 - 1) \\max(0, 1 - t / T)` at step :math:`t` (:math:`T` = ``anneal_steps``,
+        :math:`w_0` = ``anneal_start_weight``), i.e. the reconstruction term is upweighted early and the plain
+        ELBO is optimized from step :math:`T` on. This is the idea of the reference code's ``anneal`` option
+        (``ilkhem/iVAE``, ``runners/ivae.py``: reconstruction weight ``a`` (config 100) and prior-KL weight ``d``
+        (config 10), total-correlation weight ``c = 0``, for the first ``epochs / 1.6`` epochs, then ``b = c = d = 1``
+        and ``a`` doubled), reduced to the one weight that a ``numpyro.handlers.scale`` on ``x`` can express and
+        decayed linearly instead of switched. Applied through a :class:`ppzoo.inference.SVIExtension` on the
+        guide (a step counter; :func:`reconstruction_weight`); draws and ``log_likelihood`` use weight 1.
+    anneal_start_weight : float
+        :math:`w_0 \\ge 1`, the reconstruction weight at step 0 (reference: ``a = 100``).
     """
 
     num_sources: int | None = None
@@ -155,6 +171,8 @@ class IVAEConfig:
     encoder_covariance: EncoderCovariance = "full"
     batch_size: int | None = None
     seed: int = 0
+    anneal_steps: int = 0
+    anneal_start_weight: float = 100.0
 
     def __post_init__(self) -> None:
         for name in ("num_sources", "num_observed", "num_segments", "batch_size"):
@@ -190,6 +208,12 @@ class IVAEConfig:
             raise ValueError(f"IVAEConfig.observation_noise must be a positive number, e.g. 0.1; got {noise!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise TypeError(f"IVAEConfig.seed must be an integer; got {self.seed!r}.")
+        steps = self.anneal_steps
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"IVAEConfig.anneal_steps must be a non-negative integer (0: off); got {steps!r}.")
+        weight = self.anneal_start_weight
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 1:
+            raise ValueError(f"IVAEConfig.anneal_start_weight must be a number >= 1, e.g. 100; got {weight!r}.")
 
 
 @functools.lru_cache(maxsize=64)
@@ -264,6 +288,7 @@ def ivae(
     *,
     num_data: int | None = None,
     config: IVAEConfig = IVAEConfig(),
+    recon_weight: ArrayLike | None = None,
 ) -> None:
     """The iVAE (or, with ``conditional_prior=False``, the VAE) as a NumPyro program.
 
@@ -279,6 +304,9 @@ def ivae(
         Number of points to generate when both ``x`` and ``u`` are None (VAE only).
     config : IVAEConfig
         Model settings.
+    recon_weight : ArrayLike or None
+        Scale of the likelihood site ``x`` (set during training by the annealing extension,
+        ``IVAEConfig.anneal_steps``). ``None``: 1, the model itself.
     """
     num_data, num_observed, num_sources, num_segments = _sizes(x, u, num_data, config)
     decoder = _network(
@@ -298,7 +326,8 @@ def ivae(
         else:
             loc, scale = jnp.zeros(num_sources), jnp.ones(num_sources)
         z = numpyro.sample("z", dist.Normal(loc, scale).to_event(1))
-        numpyro.sample("x", dist.Normal(decoder(z), noise).to_event(1), obs=x_batch)
+        with handlers.scale(scale=1.0 if recon_weight is None else recon_weight):
+            numpyro.sample("x", dist.Normal(decoder(z), noise).to_event(1), obs=x_batch)
 
 
 def _encoder_input(x_batch, u_batch, config: IVAEConfig, num_segments: int) -> jax.Array:
@@ -313,14 +342,16 @@ def ivae_guide(
     *,
     num_data: int | None = None,
     config: IVAEConfig = IVAEConfig(),
+    recon_weight: ArrayLike | None = None,
 ) -> None:
     """The iVAE's amortized guide :math:`q(z_n \\mid x_n, u_n)` (VAE: :math:`q(z_n \\mid x_n)`).
 
     One MLP (``"encoder"``) maps ``[x_n, one_hot(u_n)]`` to the mean, the log-sds and (with
     ``encoder_covariance="full"``) the ``K (K - 1) / 2`` relative off-diagonal entries of the Cholesky factor of a
     Gaussian (the reference code uses two MLPs, one for the mean and one for the diagonal variance; one network
-    shares the hidden layers).
+    shares the hidden layers). ``recon_weight`` (the annealing weight of the model) is accepted and ignored.
     """
+    del recon_weight
     if x is None:
         raise ValueError("The iVAE guide encodes observations: it needs `x`.")
     num_data, num_observed, num_sources, num_segments = _sizes(x, u, num_data, config)
@@ -357,6 +388,39 @@ def _cholesky(scale: jax.Array, off_diagonal: jax.Array) -> jax.Array:
     rows, cols = np.tril_indices(num_sources, -1)
     unit = jnp.zeros((*scale.shape, num_sources), scale.dtype).at[..., rows, cols].set(off_diagonal)
     return scale[..., None] * (unit + jnp.eye(num_sources, dtype=scale.dtype))
+
+
+def reconstruction_weight(config: IVAEConfig, step: ArrayLike) -> jax.Array:
+    """The annealed weight of the likelihood site at SVI step ``step`` (``IVAEConfig.anneal_steps``)."""
+    if config.anneal_steps == 0:
+        return jnp.ones_like(jnp.asarray(step, jnp.float32))
+    progress = jnp.clip(1.0 - jnp.asarray(step, jnp.float32) / config.anneal_steps, 0.0, 1.0)
+    return 1.0 + (config.anneal_start_weight - 1.0) * progress
+
+
+def anneal_extension(config: IVAEConfig) -> SVIExtension:
+    """The :class:`~ppzoo.inference.SVIExtension` annealing the reconstruction weight: a step counter."""
+
+    def init(key, params, data):
+        return jnp.zeros((), jnp.int32)
+
+    def update(step, params, data, key):
+        return step + 1, jnp.zeros(())
+
+    return SVIExtension(
+        init=init,
+        update=update,
+        model_kwargs=lambda step: {"recon_weight": reconstruction_weight(config, step)},
+        name="anneal",
+    )
+
+
+def _guide(config: IVAEConfig):
+    """The zoo entry's guide: ``ivae_guide``, carrying the annealing extension when ``anneal_steps > 0``."""
+    guide = partial(ivae_guide, config=config)
+    if config.anneal_steps > 0:
+        guide.svi_extension = anneal_extension(config)
+    return guide
 
 
 def _fitted_config(fit: Any, *, need_encoder: bool = True) -> IVAEConfig:
@@ -496,7 +560,7 @@ def entry(**config: Any) -> ZooModel:
         model=ivae,
         config=cfg,
         config_class=IVAEConfig,
-        guide=lambda config: partial(ivae_guide, config=config),
+        guide=_guide,
         check_data=_check_data,
         align=None,
         summary_sites=(),

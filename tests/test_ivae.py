@@ -14,7 +14,7 @@ from numpyro.optim import optax_to_numpyro
 import ppzoo
 from ppzoo.amortization import amortization_gap
 from ppzoo.metrics import mcc
-from ppzoo.models.ivae import encode, prior_log_variance
+from ppzoo.models.ivae import anneal_extension, encode, prior_log_variance, reconstruction_weight
 from ppzoo.models.ivae import entry as ivae_entry  # registry name "ivae"
 
 K, M, D = 2, 4, 3  # tiny sizes for the structural tests
@@ -214,12 +214,56 @@ def test_bad_data(change, error, match):
         ({"encoder_covariance": "low_rank"}, ValueError, "encoder_covariance must be 'full' or 'diagonal'"),
         ({"conditional_prior": "yes"}, TypeError, "conditional_prior must be True or False"),
         ({"seed": 1.5}, TypeError, "seed must be an integer"),
+        ({"anneal_steps": -1}, ValueError, "anneal_steps must be a non-negative integer"),
+        ({"anneal_start_weight": 0.5}, ValueError, "anneal_start_weight must be a number >= 1"),
         ({"latent_dim": 3}, TypeError, "Unknown config field.*'latent_dim'"),
     ],
 )
 def test_bad_config(config, error, match):
     with pytest.raises(error, match=match):
         ivae_entry(**config)
+
+
+# ------------------------------------------------------------------------------------------- annealing
+
+
+def test_reconstruction_weight_schedule():
+    """w(t) = 1 + (w0 - 1) max(0, 1 - t / T): w0 at step 0, halfway at T / 2, 1 from T on; 1 when off."""
+    config = ivae_entry(anneal_steps=100, anneal_start_weight=11.0).config
+    weights = np.asarray(reconstruction_weight(config, np.array([0, 50, 100, 250])))
+    np.testing.assert_allclose(weights, [11.0, 6.0, 1.0, 1.0], rtol=1e-6)
+    off = ivae_entry().config
+    np.testing.assert_allclose(np.asarray(reconstruction_weight(off, np.array([0, 10]))), 1.0)
+    # The extension counts steps and hands the weight to model and guide.
+    ext = anneal_extension(config)
+    state = ext.init(jax.random.key(0), {}, {})
+    for _ in range(50):
+        state, aux = ext.update(state, {}, {}, jax.random.key(0))
+    assert int(state) == 50 and float(aux) == 0.0
+    np.testing.assert_allclose(float(ext.model_kwargs(state)["recon_weight"]), 6.0, rtol=1e-6)
+
+
+def test_recon_weight_scales_the_likelihood_only():
+    model = ivae_entry(num_sources=K, **SMALL)
+    data = _tiny_data()
+
+    def log_probs(**kwargs):
+        tr = handlers.trace(handlers.seed(model, jax.random.key(0))).get_trace(**data, **kwargs)
+        return {name: float(tr[name]["fn"].log_prob(tr[name]["value"]).sum() * (tr[name]["scale"] or 1.0))
+                for name in ("x", "z")}
+
+    plain, weighted = log_probs(), log_probs(recon_weight=4.0)
+    np.testing.assert_allclose(weighted["x"], 4.0 * plain["x"], rtol=1e-5)
+    np.testing.assert_allclose(weighted["z"], plain["z"], rtol=1e-6)
+
+
+def test_fit_with_annealing_runs_the_extension():
+    model = ivae_entry(num_sources=K, anneal_steps=20, anneal_start_weight=10.0, **SMALL)
+    assert hasattr(model.make_guide(), "svi_extension")
+    assert not hasattr(ivae_entry(num_sources=K, **SMALL).make_guide(), "svi_extension")
+    fit = ppzoo.fit(model, _tiny_data(), engine="svi", steps=30, learning_rate=1e-2, num_draws=5, seed=0)
+    assert int(fit.params["anneal$state"]) == 30  # one count per SVI step
+    assert np.all(np.isfinite(encode(fit, _tiny_data()["x"], _tiny_data()["u"])[0]))
 
 
 def test_hidden_from_a_list_becomes_a_tuple():

@@ -436,7 +436,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--decoder-lowering", choices=("subpixel", "xla"), default="subpixel")
-    parser.add_argument("--encoder-lowering", choices=("xla", "space_to_depth"), default="xla")
+    parser.add_argument("--encoder-lowering", choices=("xla", "space_to_depth"), default="space_to_depth")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ivae-data", default=None, help=argparse.SUPPRESS)
@@ -483,7 +483,7 @@ def main(argv=None) -> dict:
     medians = {k: statistics.median(v) for k, v in results.items()}
     print()
     print(f"training steps/s, batch {BATCH}, beta-VAE on {args.image_size}x{args.image_size} images, iVAE on 40 x 1000 points, median of {args.rounds} rounds "
-          f"(decoder lowering: {args.decoder_lowering}; {args.threads} threads)")
+          f"(encoder lowering: {args.encoder_lowering}, decoder lowering: {args.decoder_lowering}; {args.threads} threads)")
     print(f"{'network':8} {'ppzoo':>8} {'jax+optax':>10} {'torch':>8} {'ppzoo/jax':>10} {'ppzoo/torch':>12}  torch Adam; jax with NaN guard")
     for network in args.networks:
         zoo, jx = medians[f"{network}/ppzoo"], medians[f"{network}/jax"]

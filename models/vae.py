@@ -129,8 +129,10 @@ class VAEConfig:
         generative model, e.g. for NUTS on the exact posterior. No effect on the plain VAE.
     init_seed : int
         Seed of the networks' initial weights.
-    encoder_lowering : {"xla", "space_to_depth"}
-        How the conv encoder's strided convolutions are computed (same weights, same function).
+    encoder_lowering : {"space_to_depth", "xla"}
+        How the conv encoder's strided convolutions are computed (same weights, same function);
+        ``"space_to_depth"`` (stride-1 convolutions on 2 x 2 pixel blocks) made the whole conv VAE step
+        ~15% faster on CPU than XLA's strided convolutions, whose input gradients are input-dilated.
     decoder_lowering : {"subpixel", "xla"}
         How the conv decoder's transposed convolutions are computed (same weights, same function);
         ``"subpixel"`` was several times faster on CPU (see ``benchmarks/vae_speed.py``).
@@ -143,7 +145,7 @@ class VAEConfig:
     image_shape: tuple[int, int] | None = None
     regularize: bool = True
     init_seed: int = 0
-    encoder_lowering: nn.EncoderLowering = "xla"
+    encoder_lowering: nn.EncoderLowering = "space_to_depth"
     decoder_lowering: nn.DecoderLowering = "subpixel"
 
     def __post_init__(self) -> None:

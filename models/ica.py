@@ -132,7 +132,8 @@ def ica_guide(x=None, *, num_data: int | None = None, config: ICAConfig = ICACon
     """The ICA model's own guide: amortized, linear in ``x``, for SVI.
 
     ``q(mixing)`` is a mean-field Normal, ``q(noise_scale)`` a LogNormal, and the sources are encoded
-    by a learned unmixing matrix, ``q(z_n | x_n) = Normal(W x_n + b, s)``. With a handful of global
+    by a learned unmixing matrix, ``q(z_n | x_n) = MultivariateNormal(W x_n + b, L L^T)`` with one
+    Cholesky factor ``L`` shared by all points. With a handful of global
     parameters instead of one location per data point, SVI converges in a few thousand steps. The
     mixing starts at the principal axes of ``x`` (scaled by the root eigenvalues) turned by a random
     rotation, the unmixing at its pseudo-inverse.
@@ -161,9 +162,15 @@ def ica_guide(x=None, *, num_data: int | None = None, config: ICAConfig = ICACon
     numpyro.sample("noise_scale", dist.LogNormal(noise_loc, noise_spread))
     unmixing = numpyro.param("unmixing", lambda key: jnp.linalg.pinv(init_mixing(key)))
     offset = numpyro.param("source_offset", jnp.zeros(num_sources))
-    source_scale = numpyro.param("source_scale", jnp.full(num_sources, 0.1), constraint=dist.constraints.positive)
+    # One full covariance shared by all points (its Cholesky factor): with little noise the exact posterior of
+    # z_n is close to N(W x_n, noise^2 (A^T A)^-1), correlated unless the mixing's columns are orthogonal. A
+    # diagonal q would pay for that correlation in the ELBO and so pull the mixing toward orthogonal columns,
+    # i.e. rotate the sources (the same bias the iVAE's mean-field encoder had; see models/ivae.py).
+    source_tril = numpyro.param(
+        "source_scale_tril", 0.1 * jnp.eye(num_sources), constraint=dist.constraints.lower_cholesky
+    )
     with numpyro.plate("data", num_data):
-        numpyro.sample("z", dist.Normal(x @ unmixing.T + offset, source_scale).to_event(1))
+        numpyro.sample("z", dist.MultivariateNormal(x @ unmixing.T + offset, scale_tril=source_tril))
 
 
 def _check_data(data: Mapping[str, Any], config: ICAConfig) -> None:

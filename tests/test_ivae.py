@@ -353,15 +353,13 @@ def test_linear_ica_recovers_linearly_mixed_sources():
     """With one mixing layer the mixing is linear, and the zoo's Bayesian ICA (SVI) recovers the sources.
 
     Segment-wise Gaussian sources are, pooled over segments, scale mixtures of Gaussians (super-Gaussian), so
-    the Laplace source prior fits them. MEASURED held-out MCC with exactly this setting, seeds 0-2: 0.964, 0.975,
-    0.912 (FastICA 0.999, 0.999, 0.996). The issue asks for >= 0.95. More data does not help: at the paper's size
-    (5 sources, 40 segments x 1000 points, 1 layer, 5000 steps) the zoo's linear ICA gives 0.835, 0.860, 0.818 and
-    FastICA 0.9999 on seeds 0-2. The likely cause (measured for the iVAE, not yet for ``ica``): the ICA guide's
-    q(z | x) is mean-field, and with a non-orthogonal mixing and small noise the exact posterior of z is
-    correlated, so the ELBO's mean-field penalty, which does not shrink with the noise scale, favours a mixing
-    with more orthogonal columns, i.e. rotated sources; the iVAE's MCC on the same linear data went from 0.89 to
-    0.997 when its encoder got a full covariance. The threshold sits 0.03 below the worst measured seed; the test
-    runs seed 0.
+    the Laplace source prior fits them. MEASURED held-out MCC with exactly this setting, seeds 0-2: 0.9997,
+    0.9971, 0.9957 (FastICA 0.999, 0.999, 0.996); at the paper's size (5 sources, 40 x 1000 points, 1 layer,
+    3000 steps, standardized x) 0.9998 and 0.9996 on seeds 0-1. With the earlier mean-field q(z | x) it was
+    0.964, 0.975, 0.912 here and 0.78-0.86 at the paper's size: a diagonal q pays for the exact posterior's
+    correlation (non-orthogonal mixing, small noise) and the ELBO then prefers rotated sources; the guide's
+    shared full covariance removed that. The threshold is the issue's 0.95, 0.045 below the worst measured
+    seed; the test runs seed 0.
     """
     from ppzoo.case_studies.nonlinear_ica import split_heldout
 
@@ -370,7 +368,7 @@ def test_linear_ica_recovers_linearly_mixed_sources():
     fit = ppzoo.fit(ppzoo.models.get("ica", num_sources=3), {"x": train["x"]}, engine="svi", seed=0, steps=3000,
                     learning_rate=0.02, num_draws=1)
     unmixing, offset = np.asarray(fit.params["unmixing"]), np.asarray(fit.params["source_offset"])
-    assert mcc(test["x"] @ unmixing.T + offset, test["z"]) >= 0.88
+    assert mcc(test["x"] @ unmixing.T + offset, test["z"]) >= 0.95
 
 
 # ------------------------------------------------------------------------------------------ case study

@@ -61,6 +61,17 @@ IVAE_SOURCES, IVAE_SEGMENTS, IVAE_POINTS = 5, 40, 1000
 # ------------------------------------------------------------------------------------------------ PyTorch
 
 
+def _steps_per_second(step, steps: int) -> float:
+    """Time ``steps`` calls of a PyTorch training step after 10 warm-up calls (the last loss read back)."""
+    for _ in range(min(10, steps)):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    float(loss)
+    return steps / (time.perf_counter() - start)
+
+
 def _torch_worker(args: argparse.Namespace) -> None:
     """Run in the PyTorch interpreter: time each (network, Adam variant) and print JSON."""
     import torch
@@ -132,14 +143,7 @@ def _torch_worker(args: argparse.Namespace) -> None:
                 opt.step()
                 return loss
 
-            steps = args.steps[network]
-            for _ in range(min(10, steps)):
-                step()
-            start = time.perf_counter()
-            for _ in range(steps):
-                loss = step()
-            float(loss)
-            results[f"{network}/{variant}"] = steps / (time.perf_counter() - start)
+            results[f"{network}/{variant}"] = _steps_per_second(step, args.steps[network])
     print(json.dumps(results))
 
 
@@ -185,14 +189,7 @@ def _torch_ivae(args, torch, nn) -> dict[str, float]:
             opt.step()
             return loss
 
-        steps = args.steps["ivae"]
-        for _ in range(min(10, steps)):
-            step()
-        start = time.perf_counter()
-        for _ in range(steps):
-            loss = step()
-        float(loss)
-        results[f"ivae/{variant}"] = steps / (time.perf_counter() - start)
+        results[f"ivae/{variant}"] = _steps_per_second(step, args.steps["ivae"])
     return results
 
 

@@ -192,6 +192,11 @@ class _FloydSubsample(Messenger):
             msg["fn"] = floyd_subsample
 
 
+def _copied(tree):
+    """Fresh buffers for every array in ``tree``, so that donating them cannot delete the caller's."""
+    return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
+
+
 def _contains_convolution(fn: Callable[..., Any], *args: Any) -> bool:
     """Whether ``fn(*args)`` traces to a program with a convolution, in any nested (loop, cond) body."""
 
@@ -278,9 +283,7 @@ def run_svi(
         ext_key, ext_state = None, None
     # Copy before donating: initial values may share buffers with objects the caller keeps (e.g. the
     # weights of a cached network module), which donation would delete.
-    state, ext_state = jax.tree.map(
-        lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, (state, ext_state)
-    )
+    state, ext_state = _copied((state, ext_state))
     if replicate is not None:
         state, ext_state = jax.device_put((state, ext_state), replicate)
     chunk = min(options.chunk_size, options.steps)
@@ -364,17 +367,18 @@ def run_svi(
         def guarded_chunk(state, ext_state, failed, start, arrays):
             return jit_guarded(state, ext_state, failed, jnp.asarray(start), arrays)
 
-        fast_chunk = None if jit_fast is None else (lambda state, ext_state, start, arrays: jit_fast(state, ext_state, jnp.asarray(start), arrays))
+        def fast_chunk(state, ext_state, start, arrays):
+            return jit_fast(state, ext_state, jnp.asarray(start), arrays)
+
+        if jit_fast is None:
+            fast_chunk = None
     else:
         one_guarded = jax.jit(guarded_step, donate_argnums=0)
         one_fast = jax.jit(fast_step, donate_argnums=0)
         jit_chunk_finite = jax.jit(chunk_finite)
 
-        def copied(tree):
-            return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
-
         def guarded_chunk(state, ext_state, failed, start, arrays):
-            carry, losses = (state, ext_state, copied(state), failed), []
+            carry, losses = (state, ext_state, _copied(state), failed), []
             for index in range(start, min(start + chunk, total)):
                 carry, loss = one_guarded(carry, np.int32(index), arrays)
                 losses.append(loss)
@@ -383,7 +387,7 @@ def run_svi(
 
         def fast_chunk(state, ext_state, start, arrays):
             # A copy is donated step after step; the chunk's starting state survives for the guarded rerun.
-            carry, losses = (copied(state), copied(ext_state), jnp.array(True)), []
+            carry, losses = (_copied(state), _copied(ext_state), jnp.array(True)), []
             for index in range(start, min(start + chunk, total)):
                 carry, loss = one_fast(carry, np.int32(index), arrays)
                 losses.append(loss)

@@ -368,10 +368,15 @@ class _do_deterministic(Messenger):
             msg["value"] = jnp.broadcast_to(self.data[msg["name"]], jnp.shape(msg["value"]))
 
 
+def _base_distribution(fn: Any) -> Any:
+    """``fn`` without its Independent / Expanded / Masked wrappers."""
+    while isinstance(fn, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
+        fn = fn.base_dist
+    return fn
+
+
 def _loc_scale(fn: Any, site: str) -> tuple[Any, Any]:
-    base = fn
-    while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
-        base = base.base_dist
+    base = _base_distribution(fn)
     if not isinstance(base, LOC_SCALE):
         raise ValueError(
             f"counterfactual: site {site!r} has a {type(base).__name__} distribution, whose noise cannot be read "
@@ -409,17 +414,11 @@ class _expected(Messenger):
 
 
 def _is_delta(fn: Any) -> bool:
-    base = fn
-    while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
-        base = base.base_dist
-    return isinstance(base, dist.Delta)
+    return isinstance(_base_distribution(fn), dist.Delta)
 
 
 def _is_loc_scale(fn: Any) -> bool:
-    base = fn
-    while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
-        base = base.base_dist
-    return isinstance(base, LOC_SCALE)
+    return isinstance(_base_distribution(fn), LOC_SCALE)
 
 
 def _generate(model, arrays, static, observed, do_sample, do_det, substituted, key, return_sites, noise=None,

@@ -84,7 +84,10 @@ class SVIOptions(Options):
     steps : int
         Optimisation steps.
     learning_rate : float
-        Adam's learning rate.
+        Adam's learning rate (ignored when ``optimizer`` is given).
+    optimizer : optax.GradientTransformation or None
+        Any optax optimizer, e.g. ``optax.adam(optax.cosine_decay_schedule(1e-2, 20_000))`` for a
+        learning-rate schedule. ``None`` (default): ``optax.adam(learning_rate)``.
     guide : str, callable or None
         ``"auto_normal"``, ``"auto_mvn"``, ``"auto_delta"``, ``"auto_lowrank"``, or a guide function.
         ``None``: the zoo model's own (amortized) guide, else ``"auto_normal"``.
@@ -125,6 +128,7 @@ class SVIOptions(Options):
     extension: SVIExtension | None = None
     data_devices: int | None = None
     step_loop: StepLoop = "auto"
+    optimizer: optax.GradientTransformation | None = None
 
     def __post_init__(self) -> None:
         validate_positive(
@@ -158,6 +162,11 @@ class SVIOptions(Options):
             )
         if self.step_loop not in ("auto", "scan", "python"):
             raise ValueError(f"SVI option `step_loop` must be 'auto', 'scan' or 'python'; got {self.step_loop!r}.")
+        if self.optimizer is not None and not isinstance(self.optimizer, optax.GradientTransformation):
+            raise TypeError(
+                "SVI option `optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)) or None; "
+                f"got {self.optimizer!r}."
+            )
         if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
             raise TypeError(f"SVI option `guide` must be a name or a callable; got {self.guide!r}.")
 
@@ -267,7 +276,7 @@ def run_svi(
     init_key, run_key, draw_key = jax.random.split(key, 3)
     guide = make_guide(model, options.guide, default_guide)
     extension = options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
-    optimizer = optax_to_numpyro(optax.adam(options.learning_rate))
+    optimizer = optax_to_numpyro(options.optimizer or optax.adam(options.learning_rate))
     # Training only: minibatch indices by Floyd's algorithm on CPU (NumPyro's CPU shuffle costs O(N) per step).
     fast = _FloydSubsample if jax.default_backend() == "cpu" else (lambda fn: fn)
     svi = SVI(fast(model), fast(guide), optimizer, loss=Trace_ELBO(num_particles=options.num_particles))

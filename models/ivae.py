@@ -92,7 +92,7 @@ __all__ = [
     "entry",
 ]
 
-Activation = Literal["leaky_relu", "relu", "tanh", "elu", "gelu", "softplus"]
+Activation = Literal["leaky_relu", "relu", "tanh", "xtanh", "elu", "gelu", "softplus"]
 EncoderCovariance = Literal["full", "diagonal"]
 
 #: Log-scales of the encoder and log-variances of the prior are clipped to these bounds, so a few bad
@@ -156,7 +156,8 @@ class IVAEConfig:
         decayed linearly instead of switched. Applied through a :class:`ppzoo.inference.SVIExtension` on the
         guide (a step counter; :func:`reconstruction_weight`); draws and ``log_likelihood`` use weight 1.
     anneal_start_weight : float
-        :math:`w_0 \\ge 1`, the reconstruction weight at step 0 (reference: ``a = 100``).
+        :math:`w_0 > 0`, the reconstruction weight at step 0 (reference: ``a = 100``). A weight above 1 is a
+        KL warm-up; below 1 it anneals the decoder noise down, from :math:`\\sigma / \\sqrt{w_0}` to :math:`\\sigma`.
     """
 
     num_sources: int | None = None
@@ -212,8 +213,8 @@ class IVAEConfig:
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"IVAEConfig.anneal_steps must be a non-negative integer (0: off); got {steps!r}.")
         weight = self.anneal_start_weight
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 1:
-            raise ValueError(f"IVAEConfig.anneal_start_weight must be a number >= 1, e.g. 100; got {weight!r}.")
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight > 0:
+            raise ValueError(f"IVAEConfig.anneal_start_weight must be a positive number, e.g. 0.01; got {weight!r}.")
 
 
 @functools.lru_cache(maxsize=64)

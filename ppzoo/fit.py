@@ -314,7 +314,7 @@ def fit(
         Learned parameters to hold fixed (e.g. ``svi_fit.params``): network weights stay at these values
         while NUTS or BlackJAX sample the remaining random sites.
     **engine_options
-        The engine's settings: ``svi``: steps, learning_rate, guide, num_particles, num_draws;
+        The engine's settings: ``svi``: steps, learning_rate (or optimizer, any optax one), guide, num_particles, num_draws;
         ``nuts``/``blackjax``: num_warmup, num_samples, num_chains, target_accept_prob, dense_mass,
         max_tree_depth.
 

@@ -18,11 +18,18 @@ from numpyro.contrib.module import nnx_module
 
 __all__ = ["MLP", "mlp", "module", "ACTIVATIONS"]
 
-Activation = Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"]
+Activation = Literal["relu", "leaky_relu", "tanh", "xtanh", "elu", "gelu", "softplus"]
+
+
+def xtanh(h: jax.Array) -> jax.Array:
+    """``tanh(h) + 0.1 h``: the nonlinear-ICA mixing's activation (Hyvärinen & Morioka 2016; ``ilkhem/iVAE``)."""
+    return jax.numpy.tanh(h) + 0.1 * h
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "leaky_relu": functools.partial(jax.nn.leaky_relu, negative_slope=0.1),
     "tanh": jax.numpy.tanh,
+    "xtanh": xtanh,
     "elu": jax.nn.elu,
     "gelu": jax.nn.gelu,
     "softplus": jax.nn.softplus,

@@ -131,6 +131,23 @@ def test_svi_step_loops_agree(conjugate_data):
         np.testing.assert_allclose(value, fits["python"].params[name], rtol=1e-4, atol=1e-6)
 
 
+def test_svi_takes_any_optax_optimizer(conjugate_data):
+    """`optimizer` replaces Adam: a schedule that is 0 from the start leaves the guide at its initial values."""
+    import optax
+
+    frozen = ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", steps=60, num_draws=10, seed=1,
+                       optimizer=optax.adam(optax.constant_schedule(0.0)), guide="auto_normal")
+    moving = ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", steps=60, num_draws=10, seed=1,
+                       guide="auto_normal")
+    start = ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", steps=1, num_draws=10, seed=1,
+                      learning_rate=1e-12, guide="auto_normal")
+    for name, value in frozen.params.items():
+        np.testing.assert_allclose(value, start.params[name], rtol=1e-6, atol=1e-9)
+        assert not np.allclose(moving.params[name], start.params[name])
+    with pytest.raises(TypeError, match=r"`optimizer` must be an optax.GradientTransformation"):
+        ppzoo.fit(conjugate_model, {"y": conjugate_data}, engine="svi", optimizer="adam")
+
+
 def test_svi_step_loop_auto_detects_convolutions(conjugate_data):
     from ppzoo.inference.svi import _contains_convolution
 

@@ -215,7 +215,7 @@ def test_bad_data(change, error, match):
         ({"conditional_prior": "yes"}, TypeError, "conditional_prior must be True or False"),
         ({"seed": 1.5}, TypeError, "seed must be an integer"),
         ({"anneal_steps": -1}, ValueError, "anneal_steps must be a non-negative integer"),
-        ({"anneal_start_weight": 0.5}, ValueError, "anneal_start_weight must be a number >= 1"),
+        ({"anneal_start_weight": 0.0}, ValueError, "anneal_start_weight must be a positive number"),
         ({"latent_dim": 3}, TypeError, "Unknown config field.*'latent_dim'"),
     ],
 )
@@ -232,6 +232,10 @@ def test_reconstruction_weight_schedule():
     config = ivae_entry(anneal_steps=100, anneal_start_weight=11.0).config
     weights = np.asarray(reconstruction_weight(config, np.array([0, 50, 100, 250])))
     np.testing.assert_allclose(weights, [11.0, 6.0, 1.0, 1.0], rtol=1e-6)
+    # A start weight below 1 anneals the decoder noise down: 0.01 -> 1 (noise sd / 10 -> noise sd).
+    rising = ivae_entry(anneal_steps=100, anneal_start_weight=0.01).config
+    np.testing.assert_allclose(np.asarray(reconstruction_weight(rising, np.array([0, 50, 100]))), [0.01, 0.505, 1.0],
+                               rtol=1e-5)
     off = ivae_entry().config
     np.testing.assert_allclose(np.asarray(reconstruction_weight(off, np.array([0, 10]))), 1.0)
     # The extension counts steps and hands the weight to model and guide.
@@ -264,6 +268,18 @@ def test_fit_with_annealing_runs_the_extension():
     fit = ppzoo.fit(model, _tiny_data(), engine="svi", steps=30, learning_rate=1e-2, num_draws=5, seed=0)
     assert int(fit.params["anneal$state"]) == 30  # one count per SVI step
     assert np.all(np.isfinite(encode(fit, _tiny_data()["x"], _tiny_data()["u"])[0]))
+
+
+def test_xtanh_networks_match_the_mixing_activation():
+    """``activation="xtanh"`` is the data's own nonlinearity, tanh(h) + 0.1 h (reference: ilkhem/iVAE)."""
+    from ppzoo import nn
+    from ppzoo.data import nonlinear_ica
+
+    h = np.linspace(-6, 6, 25)
+    weights = [np.eye(2), np.eye(2)]  # mix() applies the activation between its two layers
+    np.testing.assert_allclose(np.asarray(nn.ACTIVATIONS["xtanh"](h)), np.tanh(h) + 0.1 * h, rtol=1e-6)
+    np.testing.assert_allclose(nonlinear_ica.mix(np.c_[h, h], weights, "xtanh")[:, 0], np.tanh(h) + 0.1 * h)
+    assert ivae_entry(activation="xtanh").config.activation == "xtanh"
 
 
 def test_hidden_from_a_list_becomes_a_tuple():

@@ -140,6 +140,13 @@ class LatentSCMConfig:
         disentanglement_lib's conv encoder/decoder (sides multiples of 16).
     mlp_hidden : tuple of int
         Hidden widths of the MLP encoder.
+    decoder : {"joint", "per_concept"}
+        ``"joint"``: one network decodes all concepts together. ``"per_concept"``: one network per concept, each
+        seeing only its own concept's latents, and the image logits are their sum (the structure of CausalVAE's
+        own decoder, ``Decoder_DAG``, which averages per-concept decodings). With the joint decoder a do() on
+        one concept can change how the others are drawn (the network only saw concepts on the observational
+        manifold); per concept it cannot, up to how the summed logits overlap. Weights:
+        ``"decoder$params"``, or ``"decoder_<concept>$params"`` per concept.
     likelihood : {"bernoulli", "gaussian"}
         Pixel likelihood: Bernoulli on [0, 1] (grey values give the binary cross-entropy, as in
         disentanglement_lib) or Gaussian around the decoder's sigmoid output with sd ``pixel_scale``.
@@ -158,6 +165,7 @@ class LatentSCMConfig:
     image_shape: tuple[int, ...] | None = None
     network: Literal["mlp", "conv"] = "mlp"
     mlp_hidden: tuple[int, ...] = (256, 256)
+    decoder: Literal["joint", "per_concept"] = "joint"
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     pixel_scale: float = 0.1
     label_scale: float = 0.1
@@ -183,6 +191,8 @@ class LatentSCMConfig:
         _positive_int(owner, "concept_dim", self.concept_dim)
         if self.network not in ("mlp", "conv"):
             raise ValueError(f"{owner}.network must be 'mlp' or 'conv'; got {self.network!r}.")
+        if self.decoder not in ("joint", "per_concept"):
+            raise ValueError(f"{owner}.decoder must be 'joint' or 'per_concept'; got {self.decoder!r}.")
         hidden = tuple(self.mlp_hidden) if isinstance(self.mlp_hidden, (list, tuple)) else self.mlp_hidden
         if not isinstance(hidden, tuple) or not hidden or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError(f"{owner}.mlp_hidden must be a non-empty tuple of positive integers, e.g. (256, 256); got {self.mlp_hidden!r}.")
@@ -328,11 +338,27 @@ def encoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable
     return run
 
 
-def decoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable[[jax.Array], jax.Array]:
-    """Latents ``(B, d k)`` -> pixel logits ``(B, *shape)``; weights ``"decoder$params"``."""
+def _one_decoder(config: LatentSCMConfig, name: str, latent_dim: int, shape: tuple[int, ...], seed: int):
     if config.network == "conv":
-        return nn.conv_decoder("decoder", config.latent_dim, shape[:2], channels=_channels(shape), seed=config.init_seed + 1)
-    return nn.mlp_decoder("decoder", config.latent_dim, shape, config.mlp_hidden[::-1], seed=config.init_seed + 1)
+        return nn.conv_decoder(name, latent_dim, shape[:2], channels=_channels(shape), seed=seed)
+    return nn.mlp_decoder(name, latent_dim, shape, config.mlp_hidden[::-1], seed=seed)
+
+
+def decoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable[[jax.Array], jax.Array]:
+    """Latents ``(B, d k)`` -> pixel logits ``(B, *shape)``; weights ``"decoder$params"`` (or one set per concept)."""
+    if config.decoder == "joint":
+        return _one_decoder(config, "decoder", config.latent_dim, shape, config.init_seed + 1)
+    d, k = config.num_concepts, config.concept_dim
+    parts = [
+        _one_decoder(config, f"decoder_{concept}", k, shape, config.init_seed + 1 + 101 * i)
+        for i, concept in enumerate(config.concepts)
+    ]
+
+    def run(z: jax.Array) -> jax.Array:
+        blocks = z.reshape(z.shape[0], d, k)
+        return sum(part(blocks[:, i]) for i, part in enumerate(parts))
+
+    return run
 
 
 def _subsample_size(config: LatentSCMConfig, n: int, x: ArrayLike | None) -> int | None:

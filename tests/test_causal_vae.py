@@ -197,6 +197,8 @@ def test_config_errors():
         ppzoo.models.get("causal_vae", concepts=("a", "a"))
     with pytest.raises(ValueError, match="may not use the model's own site names"):
         ppzoo.models.get("causal_vae", concepts=("x", "b"))
+    with pytest.raises(ValueError, match="decoder must be 'joint' or 'per_concept'"):
+        ppzoo.models.get("scm_vae", decoder="per_pixel")
     with pytest.raises(ValueError, match="adjacency_gradient must be 'labels' or 'all'"):
         ppzoo.models.get("causal_vae", adjacency_gradient="decoder")
     with pytest.raises(TypeError, match="Unknown config field"):
@@ -252,3 +254,30 @@ def test_factor_reader_scores_the_simulator_near_zero():
     names = list(ds.factor_names)
     assert moves[names.index("light_angle"), names.index("pendulum_angle")] < 0.1
     assert moves[names.index("light_angle"), names.index("shadow_position")] > 0.3
+
+
+@pytest.mark.parametrize("structure", ["per_concept", "joint"])
+def test_per_concept_decoder_adds_one_network_per_concept(structure):
+    """Per concept, changing one concept's latents shifts the logits by the same amount whatever the others are."""
+    from numpyro import handlers
+
+    from ppzoo.models.causal_vae import decoder_network
+
+    config = ppzoo.models.get("causal_vae", concept_dim=2, mlp_hidden=(16,), decoder=structure).config
+    with handlers.trace() as trace, handlers.seed(rng_seed=0):
+        decode = decoder_network(config, (8, 8))
+        z = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+        z_other = z.copy()
+        z_other[:, 2:] += 1.5  # every concept but the first changes
+        moved, moved_other = z.copy(), z_other.copy()
+        moved[:, :2] += 1.0
+        moved_other[:, :2] += 1.0
+        shift = np.asarray(decode(moved) - decode(z))
+        shift_other = np.asarray(decode(moved_other) - decode(z_other))
+    params = sorted(name for name, site in trace.items() if site["type"] == "param")
+    if structure == "per_concept":
+        assert params == sorted(f"decoder_{c}$params" for c in config.concepts)
+        np.testing.assert_allclose(shift, shift_other, atol=1e-5)
+    else:
+        assert params == ["decoder$params"]
+        assert np.abs(shift - shift_other).max() > 1e-3

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import ppzoo
+from ppzoo.data.pendulum import OBJECTS
 from ppzoo.models import beta_vae as beta_vae_module
 from ppzoo.models.causal_vae import decode, encode, learned_adjacency, learned_graph, structural_hamming_distance
 from ppzoo.report import Section
@@ -53,8 +54,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of encoder and decoder")
-    parser.add_argument("--decoder", choices=("joint", "per_concept"), default="joint",
-                        help="causal VAEs' decoder: one network for all concepts, or one per concept with summed logits")
+    parser.add_argument("--decoder", choices=("joint", "per_concept", "objects"), default="joint",
+                        help="causal VAEs' decoder: one network for all concepts, one per concept, or one per drawn "
+                             "object (pendulum, light, shadow); logits summed over networks")
     parser.add_argument("--beta", type=float, default=4.0, help="beta of the beta-VAE baseline")
     parser.add_argument("--samples", type=int, default=64, help="prior draws per intervention value")
     parser.add_argument("--nuts-images", type=int, default=4, help="held-out images for NUTS on the causal VAEs' eps")
@@ -234,7 +236,7 @@ def train(name: str, x: np.ndarray, u: np.ndarray, args: argparse.Namespace) -> 
             fit = ppzoo.fit(model, {"x": _flat_rgb(x)}, engine="svi", seed=args.seed, **settings)
     else:
         model = ppzoo.models.get(name, mlp_hidden=hidden, batch_size=args.batch_size, init_seed=args.seed,
-                                 decoder=args.decoder)
+                                 decoder=OBJECTS if args.decoder == "objects" else args.decoder)
         fit = ppzoo.fit(model, {"x": x, "u": u}, engine="svi", seed=args.seed, **settings)
     seconds = time.perf_counter() - start
     print(f"[pendulum]   {seconds:.0f} s; final loss per image {np.mean(fit.losses[-100:]) / len(x):.1f}", flush=True)

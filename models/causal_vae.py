@@ -140,13 +140,15 @@ class LatentSCMConfig:
         disentanglement_lib's conv encoder/decoder (sides multiples of 16).
     mlp_hidden : tuple of int
         Hidden widths of the MLP encoder.
-    decoder : {"joint", "per_concept"}
+    decoder : {"joint", "per_concept"} or tuple of tuples of str
         ``"joint"``: one network decodes all concepts together. ``"per_concept"``: one network per concept, each
         seeing only its own concept's latents, and the image logits are their sum (the structure of CausalVAE's
-        own decoder, ``Decoder_DAG``, which averages per-concept decodings). With the joint decoder a do() on
-        one concept can change how the others are drawn (the network only saw concepts on the observational
-        manifold); per concept it cannot, up to how the summed logits overlap. Weights:
-        ``"decoder$params"``, or ``"decoder_<concept>$params"`` per concept.
+        own decoder, ``Decoder_DAG``, which averages per-concept decodings). Groups, e.g.
+        ``(("pendulum_angle",), ("light_angle",), ("shadow_length", "shadow_position"))``: one network per group
+        of concepts (each concept in exactly one group; for concepts that describe one drawn object), logits
+        summed. With the joint decoder a do() on one concept can change how the others are drawn (the network
+        only saw concepts on the observational manifold); across groups it cannot, up to how the summed logits
+        overlap. Weights: ``"decoder$params"``, or ``"decoder_<first concept of the group>$params"`` per group.
     likelihood : {"bernoulli", "gaussian"}
         Pixel likelihood: Bernoulli on [0, 1] (grey values give the binary cross-entropy, as in
         disentanglement_lib) or Gaussian around the decoder's sigmoid output with sd ``pixel_scale``.
@@ -165,7 +167,7 @@ class LatentSCMConfig:
     image_shape: tuple[int, ...] | None = None
     network: Literal["mlp", "conv"] = "mlp"
     mlp_hidden: tuple[int, ...] = (256, 256)
-    decoder: Literal["joint", "per_concept"] = "joint"
+    decoder: Literal["joint", "per_concept"] | tuple[tuple[str, ...], ...] = "joint"
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     pixel_scale: float = 0.1
     label_scale: float = 0.1
@@ -191,8 +193,20 @@ class LatentSCMConfig:
         _positive_int(owner, "concept_dim", self.concept_dim)
         if self.network not in ("mlp", "conv"):
             raise ValueError(f"{owner}.network must be 'mlp' or 'conv'; got {self.network!r}.")
-        if self.decoder not in ("joint", "per_concept"):
-            raise ValueError(f"{owner}.decoder must be 'joint' or 'per_concept'; got {self.decoder!r}.")
+        if isinstance(self.decoder, (list, tuple)):
+            groups = tuple(tuple(g) if isinstance(g, (list, tuple)) else g for g in self.decoder)
+            flat = [c for g in groups if isinstance(g, tuple) for c in g]
+            if not groups or not all(isinstance(g, tuple) and g for g in groups) or sorted(flat) != sorted(concepts):
+                raise ValueError(
+                    f"{owner}.decoder groups must split the concepts {concepts!r} into non-empty groups, each concept "
+                    f"in exactly one, e.g. (('pendulum_angle',), ('light_angle',), ('shadow_length', "
+                    f"'shadow_position')); got {self.decoder!r}."
+                )
+            object.__setattr__(self, "decoder", groups)
+        elif self.decoder not in ("joint", "per_concept"):
+            raise ValueError(
+                f"{owner}.decoder must be 'joint' or 'per_concept' or a tuple of concept groups; got {self.decoder!r}."
+            )
         hidden = tuple(self.mlp_hidden) if isinstance(self.mlp_hidden, (list, tuple)) else self.mlp_hidden
         if not isinstance(hidden, tuple) or not hidden or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError(f"{owner}.mlp_hidden must be a non-empty tuple of positive integers, e.g. (256, 256); got {self.mlp_hidden!r}.")
@@ -349,14 +363,16 @@ def decoder_network(config: LatentSCMConfig, shape: tuple[int, ...]) -> Callable
     if config.decoder == "joint":
         return _one_decoder(config, "decoder", config.latent_dim, shape, config.init_seed + 1)
     d, k = config.num_concepts, config.concept_dim
+    groups = [(c,) for c in config.concepts] if config.decoder == "per_concept" else config.decoder
+    members = [np.array([config.concepts.index(c) for c in group]) for group in groups]
     parts = [
-        _one_decoder(config, f"decoder_{concept}", k, shape, config.init_seed + 1 + 101 * i)
-        for i, concept in enumerate(config.concepts)
+        _one_decoder(config, f"decoder_{group[0]}", k * len(group), shape, config.init_seed + 1 + 101 * i)
+        for i, group in enumerate(groups)
     ]
 
     def run(z: jax.Array) -> jax.Array:
         blocks = z.reshape(z.shape[0], d, k)
-        return sum(part(blocks[:, i]) for i, part in enumerate(parts))
+        return sum(part(blocks[:, idx].reshape(z.shape[0], -1)) for idx, part in zip(members, parts))
 
     return run
 

@@ -43,12 +43,12 @@ def conjugate_fits(conjugate_data):
 
 @pytest.fixture(scope="session")
 def ica_data():
-    return ppzoo.data.load("linear_ica", num_data=2000, num_sources=3, seed=0)
+    return ppzoo.data.load("linear_ica", num_data=1000, num_sources=3, seed=0)
 
 
 @pytest.fixture(scope="session")
 def ica_fits(ica_data):
-    """3 Laplace sources x 2000 points, fit once per engine for the session (reused by the report tests)."""
+    """3 Laplace sources x 1000 points, fit once per engine for the session (reused by the report tests)."""
     model = ppzoo.models.get("ica")
     mcmc = dict(num_warmup=200, num_samples=200, num_chains=2)
     return {

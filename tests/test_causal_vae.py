@@ -199,6 +199,8 @@ def test_config_errors():
         ppzoo.models.get("causal_vae", concepts=("x", "b"))
     with pytest.raises(ValueError, match="decoder must be 'joint' or 'per_concept'"):
         ppzoo.models.get("scm_vae", decoder="per_pixel")
+    with pytest.raises(ValueError, match="decoder groups must split the concepts"):
+        ppzoo.models.get("causal_vae", decoder=(("pendulum_angle",), ("light_angle", "shadow_length")))
     with pytest.raises(ValueError, match="adjacency_gradient must be 'labels' or 'all'"):
         ppzoo.models.get("causal_vae", adjacency_gradient="decoder")
     with pytest.raises(TypeError, match="Unknown config field"):
@@ -256,9 +258,12 @@ def test_factor_reader_scores_the_simulator_near_zero():
     assert moves[names.index("light_angle"), names.index("shadow_position")] > 0.3
 
 
-@pytest.mark.parametrize("structure", ["per_concept", "joint"])
+GROUPS = (("pendulum_angle",), ("light_angle",), ("shadow_length", "shadow_position"))
+
+
+@pytest.mark.parametrize("structure", ["per_concept", GROUPS, "joint"])
 def test_per_concept_decoder_adds_one_network_per_concept(structure):
-    """Per concept, changing one concept's latents shifts the logits by the same amount whatever the others are."""
+    """Per concept (or group), changing one concept's latents shifts the logits alike whatever the other groups are."""
     from numpyro import handlers
 
     from ppzoo.models.causal_vae import decoder_network
@@ -277,6 +282,9 @@ def test_per_concept_decoder_adds_one_network_per_concept(structure):
     params = sorted(name for name, site in trace.items() if site["type"] == "param")
     if structure == "per_concept":
         assert params == sorted(f"decoder_{c}$params" for c in config.concepts)
+        np.testing.assert_allclose(shift, shift_other, atol=1e-5)
+    elif structure == GROUPS:
+        assert params == sorted(f"decoder_{g[0]}$params" for g in GROUPS)
         np.testing.assert_allclose(shift, shift_other, atol=1e-5)
     else:
         assert params == ["decoder$params"]

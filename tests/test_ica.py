@@ -15,8 +15,8 @@ def test_every_engine_recovers_sources_and_mixing(ica_fits, ica_data, engine):
     fit = ica_fits[engine]
     z = fit.samples["z"].mean((0, 1))
     mixing = fit.samples["mixing"].mean((0, 1))
-    # The thresholds. Measured here on seed 0: MCC 0.996 / Amari 0.018 for both MCMC engines and
-    # 0.985 / 0.076 for SVI, so the margins are wide against Monte Carlo error of 200-draw chains.
+    # The thresholds. Measured here on seed 0 (1000 points): MCC 0.997 / Amari 0.029 (NUTS), 0.998 / 0.025
+    # (BlackJAX), 0.998 / 0.031 (SVI), so the margins are wide against Monte Carlo error of 200-draw chains.
     assert ppzoo.metrics.mcc(z, ica_data.truth["z"]) >= 0.95
     assert ppzoo.metrics.amari_distance(mixing, ica_data.truth["mixing"]) <= 0.1
 
@@ -52,10 +52,10 @@ def test_align_chains_undoes_permutations_and_signs():
 
 
 def test_linear_ica_data(ica_data):
-    assert ica_data.data["x"].shape == (2000, 3)
-    assert ica_data.truth["z"].shape == (2000, 3)
+    assert ica_data.data["x"].shape == (1000, 3)
+    assert ica_data.truth["z"].shape == (1000, 3)
     assert np.linalg.cond(ica_data.truth["mixing"]) <= 3.0
-    again = ppzoo.data.load("linear_ica", num_data=2000, num_sources=3, seed=0)
+    again = ppzoo.data.load("linear_ica", num_data=1000, num_sources=3, seed=0)
     np.testing.assert_array_equal(again.data["x"], ica_data.data["x"])
     residual = ica_data.data["x"] - ica_data.truth["z"] @ ica_data.truth["mixing"].T
     assert residual.std() == pytest.approx(0.1, rel=0.05)  # 6000 noise draws: sd known to ~1%

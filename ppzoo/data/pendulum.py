@@ -27,6 +27,7 @@ from ppzoo.data._dataset import Dataset
 
 __all__ = [
     "load",
+    "OBJECTS",
     "PendulumDataset",
     "render",
     "structural_effects",
@@ -41,6 +42,9 @@ __all__ = [
 
 #: Factor order (CausalVAE's concept order). Angles in radians, shadow in scene units (x in [0, 20]).
 FACTOR_NAMES = ("pendulum_angle", "light_angle", "shadow_length", "shadow_position")
+#: The factors of each drawn object (the pendulum, the light, the shadow), e.g. for a decoder per object
+#: (``LatentSCMConfig.decoder``).
+OBJECTS = (("pendulum_angle",), ("light_angle",), ("shadow_length", "shadow_position"))
 #: True adjacency, ``GRAPH[i, j] = 1`` for the edge ``FACTOR_NAMES[i] -> FACTOR_NAMES[j]``.
 GRAPH = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.int8)
 GRAPH.setflags(write=False)

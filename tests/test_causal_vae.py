@@ -213,12 +213,14 @@ def test_case_study_smoke(tmp_path):
     out = pendulum.main([
         "--out", str(tmp_path / "report"), "--num-train", "64", "--num-test", "8", "--steps", "10", "--hidden", "16",
         "--batch-size", "16", "--samples", "4", "--nuts-images", "1", "--num-warmup", "5", "--num-samples", "5",
-        "--num-chains", "1",
+        "--num-chains", "1", "--effect-noise", "0.5", "--decoder", "objects",
     ])
     page = (out / "index.html").read_text()
     assert "Interventions and counterfactuals" in page
     table = __import__("pandas").read_csv(out / "comparison.csv", index_col=0)
     assert list(table.index) == ["simulator", "causal_vae", "scm_vae", "beta_vae"]
+    moves = __import__("pandas").read_csv(out / "intervention_moves.csv", index_col=[0, 1])
+    assert moves.shape == (16, 4) and np.isfinite(moves.to_numpy()).all()
     assert table.loc["scm_vae", "shd"] == 0
     assert np.all(np.isfinite(table[["do_target_mae", "cf_target_rmse", "cf_effect_rmse"]].to_numpy(float)))
 
@@ -241,7 +243,7 @@ def test_factor_reader_scores_the_simulator_near_zero():
     u = scaler.to_std(factors)
     shuffled = np.stack([rng.permutation(factors[:, j]) for j in range(4)], axis=1)
     values = np.quantile(u, case.QUANTILES, axis=0)
-    simulator = case.SimulatorModel(ds, factors, scaler, ds.factor_names)
+    simulator = case.SimulatorModel(ds, factors, ds.truth["effect_noise"][pick], scaler, ds.factor_names)
     readers = {
         "mixed": case.FactorReader(np.concatenate([x, ds.observations_from_factors(shuffled)]),
                                    np.concatenate([u, scaler.to_std(shuffled)])),

@@ -115,6 +115,10 @@ class Standardiser:
     def to_units(self, s: np.ndarray) -> np.ndarray:
         return s * self.sd + self.mean
 
+    def value_to_units(self, i: int, v: float) -> float:
+        """One standardised value of factor ``i`` in its units (e.g. a do() value for the simulator)."""
+        return float(v * self.sd[i] + self.mean[i])
+
 
 # ---------------------------------------------------------------------------------------------------------
 # A common interface to the three trained models: encode images, generate under do()
@@ -211,8 +215,7 @@ class SimulatorModel:
 
     def generate(self, noise: np.ndarray, do: Mapping[str, float] | None = None) -> np.ndarray:
         factors, effect_noise = noise[:, :4], noise[:, 4:]
-        do_units = {name: float(v * self.scaler.sd[self.names.index(name)] + self.scaler.mean[self.names.index(name)])
-                    for name, v in (do or {}).items()}
+        do_units = {name: self.scaler.value_to_units(self.names.index(name), v) for name, v in (do or {}).items()}
         return self.ds.observations_from_factors(
             self.ds.intervene(factors, do_units, noise=effect_noise) if do_units else factors
         )
@@ -335,7 +338,7 @@ def counterfactual_errors(images_under: Any, reader: FactorReader, ds: Any, scal
         kids = sorted(_descendants(graph, i))
         others = [k for k in range(len(names)) if k != i and k not in kids]
         for v in values[[1, 2, 3], i]:
-            do_units = {name: float(scaler.to_units(np.full(len(names), v))[i])}
+            do_units = {name: scaler.value_to_units(i, v)}
             true_cf = scaler.to_std(ds.intervene(factors, do_units, noise=effect_noise))
             read = reader(images_under({name: float(v)}))
             err = (read - true_cf) ** 2
@@ -417,9 +420,11 @@ def adjacency_figure(truth: np.ndarray, learned: np.ndarray, names: Sequence[str
 
 def intervention_grid_figure(models: Mapping[str, Any], ds: Any, scaler: Standardiser, image: np.ndarray,
                              factors: np.ndarray, names: Sequence[str], values: np.ndarray, *,
-                             nuts_fits: Mapping[str, Any] | None = None, num_samples: int = 8):
+                             nuts_fits: Mapping[str, Any] | None = None, num_samples: int = 8,
+                             effect_noise: np.ndarray | None = None):
     """Counterfactual grid of one held-out image: rows = intervened factor, columns = values; simulator first.
 
+    The simulator's counterfactuals keep the unit's own exogenous effect terms ``effect_noise`` ``(2,)``.
     The causal VAEs' images are ``ppzoo.counterfactual`` of the image (abduction by the encoder, and by NUTS
     where ``nuts_fits[name]`` is a NUTS fit whose first unit is ``image``), averaged over ``num_samples``
     abduction draws; the beta-VAE's are its encoder mean with one latent set.
@@ -430,7 +435,7 @@ def intervention_grid_figure(models: Mapping[str, Any], ds: Any, scaler: Standar
     sim_rows = []
     for i, name in enumerate(names):
         units = scaler.to_units(values)[:, i]
-        cf = np.stack([ds.intervene(factors, {name: float(v)}) for v in units])
+        cf = np.stack([ds.intervene(factors, {name: float(v)}, noise=effect_noise) for v in units])
         sim_rows.append(np.concatenate([image[None], ds.observations_from_factors(cf)]))
     panels["simulator (truth)"] = np.stack(sim_rows)
     makers = {}
@@ -590,7 +595,7 @@ def run(args: argparse.Namespace) -> Path:
 
     figures = [("Held-out images (top) and each model's reconstruction at the encoder mean", reconstruction_figure(models, x_test[:10]))]
     grid_fig, _ = intervention_grid_figure(models, test_ds, scaler, x_test[0], f_test[0], names, values,
-                                           nuts_fits=nuts_fits, num_samples=args.cf_draws)
+                                           nuts_fits=nuts_fits, num_samples=args.cf_draws, effect_noise=noise_test[0])
     figures.append((
         "Counterfactual interventions on one held-out image: row = intervened factor, column = value (training "
         "quantiles 10-90%). First panel: the simulator's true images for the same unit and interventions (first "

@@ -92,7 +92,6 @@ __all__ = [
     "entry",
 ]
 
-Activation = Literal["leaky_relu", "relu", "tanh", "xtanh", "elu", "gelu", "softplus"]
 EncoderCovariance = Literal["full", "diagonal"]
 
 #: Log-scales of the encoder and log-variances of the prior are clipped to these bounds, so a few bad
@@ -166,7 +165,7 @@ class IVAEConfig:
     conditional_prior: bool = True
     prior_mean: bool = False
     hidden: tuple[int, ...] = (100, 100)
-    activation: Activation = "leaky_relu"
+    activation: nn.Activation = "leaky_relu"
     observation_noise: float = 0.1
     learn_noise: bool = False
     encoder_covariance: EncoderCovariance = "full"

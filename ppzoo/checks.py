@@ -27,7 +27,7 @@ from ppzoo.report import Section
 
 __all__ = [
     "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "image_ppc_figure",
-    "CHECK_SETUPS", "CheckSetup", "main",
+    "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
 ]
 
 #: Tail probability below which a check fails (two-sided where it applies).
@@ -89,8 +89,8 @@ def _prior_check(tree: Any, label: str) -> Check:
         figures = [(f"{label}: prior predictive check of `{n}`: observed images (top row) and images generated from "
                     "three prior draws", image_ppc_figure(tree, n, group="prior_predictive")) for n in images]
     else:
-        figures = [(f"{label}: prior predictive check (observed vs data simulated from the prior)",
-                    arviz_plots.plot_ppc_dist(tree, group="prior_predictive", backend="matplotlib"))]
+        figures = ppc_figures(tree, f"{label}: prior predictive check (observed vs data simulated from the prior)",
+                              group="prior_predictive")
     return Check(
         "prior predictive",
         passed,
@@ -170,10 +170,14 @@ def _loo_pit_check(tree: Any, loo: Any, label: str) -> Check:
     passed = p >= ALPHA
     figures = []
     try:
+        with warnings.catch_warnings():
+            # plot_loo_pit recomputes the PIT values, with the same harmless divide warnings on tied draws
+            # (count data) that the test above silences; the verdict does not depend on the plot.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            figure = arviz_plots.plot_loo_pit(sub, var_names=[name], method="pot_c", envelope_prob=1 - ALPHA,
+                                              backend="matplotlib")
         figures.append((f"{label}: LOO-PIT ECDF minus the uniform CDF (flat = calibrated predictions; "
-                        "points driving a POT-C failure are highlighted)",
-                        arviz_plots.plot_loo_pit(sub, var_names=[name], method="pot_c",
-                                                 envelope_prob=1 - ALPHA, backend="matplotlib")))
+                        "points driving a POT-C failure are highlighted)", figure))
     except Exception as error:  # the plot is a courtesy; the verdict stands on the test
         figures = []
         note = f" (plot unavailable: {type(error).__name__})"
@@ -218,10 +222,36 @@ def _posterior_predictive_check(tree: Any, label: str) -> Check:
             figures.append((f"{label}: posterior predictive check of `{name}`: observed images (top row) and "
                             "replicated images from three posterior draws (rows below)", image_ppc_figure(tree, name)))
     if not figures:
-        figures.append((f"{label}: posterior predictive check (observed vs replicated data)",
-                        arviz_plots.plot_ppc_dist(tree, backend="matplotlib")))
+        figures = ppc_figures(tree, f"{label}: posterior predictive check (observed vs replicated data)")
     return Check("posterior predictive", passed, verdict, figures=figures,
                  tables=[("Posterior predictive test statistics", table)])
+
+
+def _is_discrete(tree: Any, name: str, group: str) -> bool:
+    """Whether an observed site holds counts: integer dtype, or integer values in the data and the draws."""
+    observed = np.asarray(tree["observed_data"][name])
+    draws = np.asarray(tree[group][name]).ravel()[:10_000]
+    if observed.dtype.kind in "biu":
+        return True
+    return bool(np.all(observed == np.round(observed)) and np.all(draws == np.round(draws)))
+
+
+def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive") -> list[tuple[str, Any]]:
+    """Predictive check plots: ArviZ's rootogram for each count or binary site (a density of integers is a
+    comb of spikes, and ArviZ warns that it looks discrete), one ``plot_ppc_dist`` for the continuous ones."""
+    import arviz_plots
+
+    names = [n for n in _observed_names(tree) if n in tree[group].data_vars]
+    discrete = [n for n in names if _is_discrete(tree, n, group)]
+    continuous = [n for n in names if n not in discrete]
+    figures = []
+    if continuous:
+        figures.append((caption, arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group,
+                                                           backend="matplotlib")))
+    for name in discrete:
+        figures.append((f"{caption}: rootogram of the counts of `{name}` (square-root scale)",
+                        arviz_plots.plot_ppc_rootogram(tree, var_names=[name], group=group, backend="matplotlib")))
+    return figures
 
 
 def image_ppc_figure(tree: Any, name: str, *, group: str = "posterior_predictive", num_images: int = 8,

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -50,17 +52,59 @@ def _models(_: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(module_name: str) -> str:
+    """First line of a case study's docstring, read from its source (nothing imported, so no JAX start)."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        return ""
+    with open(spec.origin, encoding="utf-8") as fh:
+        docstring = ast.get_docstring(ast.parse(fh.read())) or ""
+    line = docstring.strip().splitlines()[0] if docstring.strip() else ""
+    return line.removeprefix("Case study: ").rstrip(".")
+
+
+def case_study_help() -> str:
+    """``ppzoo run --help``: the usage and one line per case study."""
+    valid = _available_case_studies()
+    width = max(len(n) for n in valid)
+    lines = [
+        "usage: ppzoo run CASE [--cache-dir DIR] [case-study options]",
+        "",
+        "Run a case study and write its report; the report's path is printed last.",
+        "Options after the name go to the case study: ppzoo run CASE --help lists them.",
+        "",
+        "case studies:",
+        *(f"  {name:<{width}}  {_summary(CASE_STUDIES[name])}" for name in valid),
+        "",
+        "options:",
+        "  --cache-dir DIR  JAX compilation cache folder (default ~/.cache/ppzoo/jax)",
+    ]
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.case is None or args.case in ("-h", "--help"):
+        asked = args.case is not None or "-h" in rest or "--help" in rest
+        print(case_study_help(), file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     valid = _available_case_studies()
     if args.case not in valid:
-        print(f"ppzoo run: unknown case study {args.case!r}. Valid: {', '.join(valid)}.", file=sys.stderr)
+        print(f"ppzoo run: unknown case study {args.case!r}. Valid: {', '.join(valid)} "
+              "(ppzoo run --help describes them).", file=sys.stderr)
         return 2
     import ppzoo
 
+    module = importlib.import_module(CASE_STUDIES[args.case])
+    if "-h" in rest or "--help" in rest:
+        module.main(rest)  # argparse prints the case study's options and exits
+        return 0
     cache = ppzoo.enable_compilation_cache(args.cache_dir)
     print(f"JAX compilation cache: {cache}", flush=True)
-    module = importlib.import_module(CASE_STUDIES[args.case])
-    module.main(rest)
+    try:
+        module.main(rest)
+    except FileNotFoundError as error:
+        print(f"ppzoo run {args.case}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -87,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run", help="run a case study and write its report", add_help=False,
         description="Run a case study; options after the name go to the case study (ppzoo run ica --help).",
     )
-    run.add_argument("case", help="case study name")
+    run.add_argument("case", nargs="?", help="case study name")
     run.add_argument("--cache-dir", default=None, help="JAX compilation cache folder (default ~/.cache/ppzoo/jax)")
     sweep = sub.add_parser(
         "sweep", help="run a study (a grid of fits over hyperparameters and seeds) and write its table and report",
@@ -112,7 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ppzoo import checks
 
         ppzoo.enable_compilation_cache(None)
-        return checks.main(([args.name] if args.name else []) + rest)
+        try:
+            return checks.main(([args.name] if args.name else []) + rest)
+        except FileNotFoundError as error:
+            print(f"ppzoo check: {error}", file=sys.stderr)
+            return 1
     if args.command == "sweep":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

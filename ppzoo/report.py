@@ -13,6 +13,7 @@ import importlib.metadata as md
 import io
 import os
 import platform
+import re
 import shutil
 import tempfile
 import warnings
@@ -25,7 +26,7 @@ import pandas as pd
 
 from ppzoo.fit import Fit
 
-__all__ = ["report", "recovery_metrics", "Section", "MARKER"]
+__all__ = ["report", "recovery_metrics", "remove_stale_staging", "file_stem", "Section", "MARKER"]
 
 MARKER = ".ppzoo-report"
 #: A summary row is flagged when r_hat exceeds this (Vehtari et al. 2021) ...
@@ -220,7 +221,7 @@ def report(
     fits : Fit, sequence of Fit, or mapping label -> Fit
         Fits of the same model (any engines). Labels default to the engine names.
     out : path-like
-        The folder to write: ``index.html``, one ``<label>.nc`` DataTree per fit, ``metrics.csv``.
+        The folder to write: ``index.html``, one ``<label>.nc`` DataTree per fit (the label made shell-safe by :func:`file_stem`), ``metrics.csv``.
     truth : mapping, optional
         Known true values by site name (``ds.truth``); adds recovery metrics.
     title, description : str
@@ -254,22 +255,89 @@ def report(
             "Choose another folder or remove it."
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_staging(out)
+    staging = _staging_folder(out, "new")
     try:
         _write(labelled, staging, truth=truth, title=title, description=description, sections=sections,
                data_info=data_info)
         (staging / MARKER).write_text("written by ppzoo.report\n")
         if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            trash = _staging_folder(out, "old")
             os.replace(out, trash / "old")
             os.replace(staging, out)
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(staging, out)
+        (out / STAGING_OWNER).unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+#: File inside a temporary sibling folder that names the process writing it (``<pid>`` on one line).
+STAGING_OWNER = ".ppzoo-staging"
+
+
+def _staging_folder(out: Path, kind: str) -> Path:
+    """A hidden sibling of ``out`` that this process owns: ``.<name>.<kind>.<random>`` with its pid inside."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}.", dir=out.parent))
+    (folder / STAGING_OWNER).write_text(f"{os.getpid()}\n")
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary siblings of ``out`` left by writers that were killed before they could clean up.
+
+    A report is written into a hidden sibling folder and renamed into place; a writer killed in between
+    (SIGKILL, power loss) leaves that folder behind. Every such folder names its writer's process id, so
+    the next write to the same place removes those whose process is gone and keeps those of a live writer.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The folders removed.
+    """
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for folder in out.parent.glob(f".{out.name}.*"):
+        owner = folder / STAGING_OWNER
+        if not folder.is_dir() or not owner.is_file():
+            continue
+        try:
+            pid = int(owner.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def file_stem(label: str, taken: set[str] | None = None) -> str:
+    """A file name a shell can use without quoting, from a fit's label: ``"iVAE (NUTS, exact)"`` ->
+    ``"iVAE_NUTS_exact"``; letters, digits, ``.``, ``_`` and ``-`` are kept, runs of anything else become one
+    ``_``. With ``taken``, a name already in it gets a ``_2``, ``_3``, ... suffix, and the name is added."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "fit"
+    if taken is None:
+        return stem
+    unique, k = stem, 2
+    while unique in taken:
+        unique, k = f"{stem}_{k}", k + 1
+    taken.add(unique)
+    return unique
 
 
 def _label(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
@@ -297,8 +365,9 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
 
     first = next(iter(labelled.values()))
     trees = {label: f.to_arviz() for label, f in labelled.items()}
+    stems: set[str] = set()
     for label, tree in trees.items():
-        tree.to_netcdf(folder / f"{label}.nc", engine="h5netcdf")
+        tree.to_netcdf(folder / f"{file_stem(label, stems)}.nc", engine="h5netcdf")
 
     # What was run.
     runs = pd.DataFrame(

@@ -21,5 +21,5 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   "$py" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test,laws,ray]"
+.venv/bin/python -m pip install --quiet -e ".[test,ray]"
 echo "ppzoo installed in $(pwd)/.venv"

@@ -150,3 +150,22 @@ def test_check_command_on_a_reference_posterior(tmp_path, capsys):
     assert "reference posterior (nuts)" in printed and "SBC (nuts)" in printed
     assert (out / "index.html").exists() and (out / "checks.csv").exists()
     assert "Closed loop:" in (out / "index.html").read_text()
+
+
+def poisson_model(y=None, *, num_data: int = 60):
+    rate = numpyro.sample("rate", dist.LogNormal(1.0, 1.0))
+    with numpyro.plate("data", num_data if y is None else len(y)):
+        numpyro.sample("y", dist.Poisson(rate), obs=y)
+
+
+def test_count_data_get_a_rootogram_and_no_warnings():
+    import warnings
+
+    y = np.random.default_rng(0).poisson(3.0, 60)
+    fit = _fit(poisson_model, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = _by_name(predictive_checks(fit, label="counts"))
+    assert [str(w.message)[:80] for w in caught] == []
+    captions = [caption for check in results.values() for caption, _ in check.figures]
+    assert any("rootogram" in c for c in captions), captions

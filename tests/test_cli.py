@@ -37,3 +37,22 @@ def test_run_ica_tiny(tmp_path, capsys):
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "ppzoo.cli", "run", "ica", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--full" in result.stdout
+
+
+def test_run_help_lists_every_case_study(capsys):
+    from ppzoo.cli import CASE_STUDIES
+
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in CASE_STUDIES:
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10, line  # a one-line description, not just the name
+    assert main(["run"]) == 2  # no case study: the same list, on stderr, and a usage error
+    assert "case studies:" in capsys.readouterr().err
+
+
+def test_case_study_help_prints_only_its_options():
+    result = subprocess.run([sys.executable, "-m", "ppzoo.cli", "run", "ica", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: ppzoo run ica"), result.stdout[:200]
+    assert "cache" not in result.stdout.splitlines()[0] and result.stderr == ""

@@ -56,3 +56,17 @@ def test_smoke_model_choice_svi_and_reference(tmp_path):
         assert title in page, title
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics["fit"]) == ["nuts", "svi"] and "gravity_over_length_coverage90" in metrics
+
+
+def test_missing_pysindy_skips_the_baseline_with_one_line(monkeypatch, capsys):
+    from ppzoo import laws as laws_package
+    from ppzoo.case_studies import laws as study
+
+    def missing(**kwargs):
+        raise ImportError("stlsq_baseline needs PySINDy, a dependency of ppzoo that is missing here")
+
+    monkeypatch.setattr(laws_package, "stlsq_baseline", missing)
+    monkeypatch.setattr(study, "_STLSQ_MISSING", [])
+    assert study._stlsq({}, None) is None and study._stlsq({}, None) is None
+    lines = [line for line in capsys.readouterr().out.splitlines() if "STLSQ" in line]
+    assert len(lines) == 1 and "skipping the STLSQ baseline" in lines[0]

@@ -113,3 +113,50 @@ def test_page_loads_in_headless_chromium(ica_report, tmp_path):
         driver.save_screenshot(str(tmp_path / "page.png"))
     finally:
         driver.quit()
+
+
+def test_file_names_a_shell_can_use():
+    from ppzoo.report import file_stem
+
+    taken: set[str] = set()
+    assert file_stem("iVAE (NUTS, exact)", taken) == "iVAE_NUTS_exact"
+    assert file_stem("iVAE [NUTS; exact]", taken) == "iVAE_NUTS_exact_2"
+    assert file_stem("nuts") == "nuts" and file_stem(" ,") == "fit"
+
+
+def test_a_killed_writer_leaves_nothing_after_the_next_write(ica_fits, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    ppzoo.report(ica_fits["svi"], out)
+    before = (out / "index.html").read_bytes()
+    # A writer in another process: it stages the folder, then is killed (SIGKILL: no clean-up code runs).
+    script = (
+        "import os, sys, time, tempfile\n"
+        "from pathlib import Path\n"
+        "import ppzoo.report\n"
+        "module = sys.modules['ppzoo.report']\n"
+        f"out = Path({str(out)!r})\n"
+        "folder = module._staging_folder(out, 'new')\n"
+        "(folder / 'big.bin').write_bytes(b'x' * 1_000_000)\n"
+        "print(folder, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    staged = Path(writer.stdout.readline().strip())
+    assert staged.is_dir() and staged.parent == tmp_path
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    time.sleep(0.1)
+    assert staged.is_dir()  # what a killed run leaves behind
+    assert (out / "index.html").read_bytes() == before  # the previous report is intact
+    live = tmp_path / ".r.new.live"  # a folder of a writer still running (this process) is kept
+    live.mkdir()
+    (live / ".ppzoo-staging").write_text(f"{os.getpid()}\n")
+    ppzoo.report(ica_fits["svi"], out)
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == [".r.new.live", "r"], leftovers
+    assert not (out / ".ppzoo-staging").exists()

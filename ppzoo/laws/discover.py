@@ -559,14 +559,16 @@ def stlsq_baseline(
     Raises
     ------
     ImportError
-        If PySINDy is not installed (``pip install pysindy``, or the ``laws`` extra of ppzoo).
+        If PySINDy is not installed (``pip install pysindy``; it is a dependency of ppzoo).
     ValueError
         As :func:`discover`'s data checks, or a negative ``threshold``/``alpha``.
     """
     try:
         import pysindy
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("stlsq_baseline needs PySINDy: `pip install pysindy` (or ppzoo[laws]).") from error
+        raise ImportError(
+            "stlsq_baseline needs PySINDy, a dependency of ppzoo that is missing here: `pip install pysindy`."
+        ) from error
     for name, value in (("threshold", threshold), ("alpha", alpha)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"`{name}` must be a number >= 0; got {value!r}.")

@@ -15,12 +15,13 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import init_to_uniform
 
+from ppzoo._datacheck import as_numeric, check_observed, explain_trace_failure
 from ppzoo._runtime import CompileTimer, warn
 from ppzoo.inference import ENGINES
 from ppzoo.models import ZooModel
 from ppzoo.models import get as get_model
 
-__all__ = ["fit", "Fit", "ModelSites", "inspect_model"]
+__all__ = ["fit", "Fit", "ModelSites", "inspect_model", "validate_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +82,18 @@ def _start_improper(site: dict) -> Any:
     return None
 
 
-def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array | None = None) -> ModelSites:
-    """Run ``model(**data)`` once (eagerly, nothing compiled) and sort its sites by role."""
+def _trace(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array | None) -> dict[str, Any]:
     key = jax.random.key(0) if key is None else key
     traced = handlers.substitute(handlers.seed(model, key), substitute_fn=_start_improper)
-    trace = handlers.trace(traced).get_trace(**data)
+    return handlers.trace(traced).get_trace(**data)
+
+
+def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array | None = None) -> ModelSites:
+    """Run ``model(**data)`` once (eagerly, nothing compiled) and sort its sites by role."""
+    return _sites_of(_trace(model, data, key))
+
+
+def _sites_of(trace: Mapping[str, Any]) -> ModelSites:
     improper = []
     latent, observed, deterministic, params = [], [], [], []
     dims, batch_dims, values = {}, {}, {}
@@ -113,12 +121,18 @@ def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.A
     return ModelSites(latent, observed, deterministic, params, dims, batch_dims, values, improper)
 
 
-def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str]]:
-    """Keyword names the model accepts (None = any) and those it requires."""
+def _signature(model: Callable[..., Any]) -> inspect.Signature | None:
     fn = model.model if isinstance(model, ZooModel) else model
     try:
-        signature = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
+        return None
+
+
+def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str]]:
+    """Keyword names the model accepts (None = any) and those it requires."""
+    signature = _signature(model)
+    if signature is None:
         return None, set()
     accepted, required = set(), set()
     for p in signature.parameters.values():
@@ -135,10 +149,10 @@ def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[st
 
 
 def _check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data with lists of numbers as arrays; text, objects, NaN and inf refused (naming the key)."""
     checked = {}
     for key, value in data.items():
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-            value = np.asarray(value)
+        value = as_numeric(key, value)
         if isinstance(value, (np.ndarray, jax.Array)) and np.issubdtype(np.asarray(value).dtype, np.number):
             array = np.asarray(value)
             bad = ~np.isfinite(array)
@@ -183,6 +197,88 @@ def _validate(model, data, engine, options) -> tuple[Callable[..., Any], dict[st
     if isinstance(model, ZooModel) and model.check_data is not None:
         model.check_data(data, model.config)
     return model, data, opts
+
+
+def _generated_arguments(model: Callable[..., Any]) -> set[str]:
+    """The model's arguments that default to None: data it simulates when not given."""
+    signature = _signature(model)
+    if signature is None:
+        return set()
+    return {p.name for p in signature.parameters.values() if p.default is None}
+
+
+def _checked_sites(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array | None,
+                   signature_of: Callable[..., Any] | None = None) -> ModelSites:
+    """Trace ``model(**data)`` once, check the observed sites against the data, and sort the sites by role."""
+    try:
+        trace = _trace(model, data, key)
+    except (ValueError, TypeError) as error:
+        generated = _generated_arguments(signature_of if signature_of is not None else model)
+        raise explain_trace_failure(model, data, error, jax.random.key(0) if key is None else key,
+                                    generated) from error
+    check_observed(trace, data)
+    return _sites_of(trace)
+
+
+def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str, Any], *,
+                  key: jax.Array | None = None) -> ModelSites:
+    """Check ``data`` against ``model`` as :func:`fit` does before compiling anything, and sort its sites.
+
+    The data are converted (lists of numbers become arrays) and refused when they hold text, objects,
+    NaN or inf; a zoo model's own ``check_data`` runs; then the model is run once, eagerly, on the data
+    and every observed site is compared with its distribution.
+
+    Shape rule: with ``D = fn.batch_shape + fn.event_shape`` the traced shape of an observed site's
+    distribution (plates included) and ``O`` the shape of its data, the data are accepted when ``O == D``;
+    when they are a single value (a pseudo-observation such as ``obs=0.0``) with no more axes than ``D``;
+    or, for a site in no plate, when the distribution broadcasts up to ``O`` (``Normal(mu, sigma)`` with
+    scalar parameters observing a vector) and ``O`` is not ``D`` with axes of length 1 added or removed.
+    Inside a plate, therefore, the data must have exactly the site's shape: ``y`` of shape ``(150, 1)`` at
+    a site of shape ``(150,)`` in ``plate("data", 150)`` is refused (NumPyro would broadcast it to
+    ``(150, 150)``), as is a ``y`` one element short.
+
+    Support rule: every unmasked observed value must lie in ``fn.support`` (a Bernoulli site takes values
+    in [0, 1]); sites whose support depends on the value, and ``numpyro.factor`` sites, are not checked.
+
+    Parameters
+    ----------
+    model : callable, ZooModel or str
+        As in :func:`fit`.
+    data : mapping
+        As in :func:`fit`.
+    key : jax key, optional
+        For the model's random sites in the one run (default ``jax.random.key(0)``).
+
+    Returns
+    -------
+    ModelSites
+        The model's sites by role, as in ``Fit.sites``.
+
+    Raises
+    ------
+    TypeError
+        Text or object arrays in the data; a data key that is not an argument of the model.
+    ValueError
+        NaN or inf; an observed value whose shape the rule refuses (the message names the site, both shapes
+        and the likely fix); values outside a site's support (how many, the first index, the support);
+        a model that fails on the data (the arrays whose shapes or lengths disagree).
+    """
+    if isinstance(model, str):
+        model = get_model(model)
+    if not isinstance(data, Mapping):
+        raise TypeError(f"`data` must be a mapping of the model's keyword arguments, e.g. {{'x': x}}; got {type(data).__name__}.")
+    accepted, _ = _model_arguments(model)
+    if accepted is not None:
+        unknown = sorted(set(data) - accepted)
+        if unknown:
+            raise TypeError(
+                f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
+                f"The model takes: {', '.join(sorted(accepted)) or 'no arguments'}."
+            )
+    data = _check_finite(data)
+    if isinstance(model, ZooModel) and model.check_data is not None:
+        model.check_data(data, model.config)
+    return _checked_sites(model, data, key)
 
 
 @dataclasses.dataclass
@@ -327,9 +423,13 @@ def fit(
     ------
     ValueError
         Unknown engine; NaN/inf in the data; a non-positive number of steps or samples; data the zoo model
-        cannot take; a model with no observed or no latent site.
+        cannot take; an observed array whose shape does not match its site (e.g. ``(150, 1)`` for a site of
+        shape ``(150,)``, or one element short) or with values outside the site's support (negative counts
+        for a Poisson); a model with no observed or no latent site. The shape rule is in
+        :func:`validate_data`; all of these are raised before anything compiles.
     TypeError
-        Unknown engine option; a data key that is not an argument of the model; a missing required argument.
+        Unknown engine option; a data key that is not an argument of the model; a missing required argument;
+        text or object arrays in the data.
 
     Examples
     --------
@@ -346,10 +446,7 @@ def fit(
             raise TypeError(f"`params` must be a mapping such as svi_fit.params; got {type(params).__name__}.")
         run_model = handlers.substitute(model, data=dict(params))
     check_key, run_key = jax.random.split(key)
-    try:
-        sites = inspect_model(run_model, data, check_key)
-    except (ValueError, TypeError) as error:
-        raise type(error)(f"Running the model once on the given data failed: {error}") from error
+    sites = _checked_sites(run_model, data, check_key, signature_of=model)
     if not sites.observed:
         raise ValueError(
             "The model has no observed site with this data: pass the observed arrays in `data` under the "
@@ -396,7 +493,7 @@ def fit(
         samples, note = model.align(samples, model.config)
         notes.append(note)
     for message in result.warnings:
-        warn(f"ppzoo.fit({engine!r}): {message}", stacklevel=2)
+        warn(f"ppzoo.fit({engine!r}): {message}")  # stacklevel 3: the user's call of ppzoo.fit
     return Fit(
         model=model,
         data=dict(data),

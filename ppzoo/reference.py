@@ -1,9 +1,10 @@
 """Reference posteriors: NumPyro ports of 15 posteriordb models and a comparison against their draws.
 
 posteriordb (Magnusson, Bürkner and Vehtari) ships, for each posterior, a Stan model, its data and
-10,000 reference draws made by Stan's NUTS (10 chains x 1,000 draws, thinned by 10 from 10,000). The
-folder ``<validation>/posteriordb/`` holds 15 of them; this module ports each model to a plain NumPyro
-function that defines *the same* posterior density (flat improper priors where Stan has no prior
+10,000 reference draws made by Stan's NUTS (10 chains x 1,000 draws, thinned by 10 from 10,000). ppzoo
+ships 15 of them as package data in ``ppzoo/data/validation/posteriordb/`` (draws stored as float32, read
+back as float64; see :func:`ppzoo.data._paths.validation_dir`). This module ports each model to a plain
+NumPyro function that defines *the same* posterior density (flat improper priors where Stan has no prior
 statement, Stan's constrained-space priors on ordered vectors, GARCH's triangle), loads the data and the
 draws, and compares any set of posterior draws against the reference with tolerances derived from Monte
 Carlo error.
@@ -50,11 +51,13 @@ References
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -875,7 +878,8 @@ class ReferencePosterior:
         Keyword arguments for ``model`` (numpy arrays and Python scalars).
     draws : dict[str, numpy.ndarray]
         Reference draws by site name, shape ``(chain, draw, *site_shape)`` = ``(10, 1000, ...)``,
-        assembled from Stan's scalar names (``theta[1]`` is ``draws["theta"][..., 0]``).
+        assembled from Stan's scalar names (``theta[1]`` is ``draws["theta"][..., 0]``); float64 (the
+        shipped copy stores them as float32, 7 significant digits).
     summary : pandas.DataFrame
         ``reference_summary.csv``: mean, sd (ddof=1), q05, median, q95 per Stan scalar name.
     meta : dict
@@ -915,8 +919,45 @@ def reference_names() -> list[str]:
     return sorted(_CASES)
 
 
-def _reference_dir() -> Any:
+def _reference_dir() -> Path:
     return validation_dir() / "posteriordb"
+
+
+def _packed_or_raw(folder: Path, packed: str, raw: str) -> Path:
+    """The packed file of a case folder if present, else the raw one (layouts: :func:`validation_dir`)."""
+    for candidate in (folder / packed, folder / raw):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{folder} has neither {packed} (the layout ppzoo ships) nor {raw} (the raw posteriordb layout). "
+        f"Unset PPZOO_VALIDATION_DIR to use the shipped data, or point it at a complete validation folder."
+    )
+
+
+def _read_data(folder: Path) -> dict[str, Any]:
+    """posteriordb's ``data.json`` of a case folder, from ``data.json.gz`` (packed) or ``data.json`` (raw)."""
+    path = _packed_or_raw(folder, "data.json.gz", "data.json")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _read_draws(folder: Path) -> dict[str, np.ndarray]:
+    """Reference draws by Stan scalar name, each float64 of shape (chain, draw), in the file's order.
+
+    The packed ``reference_draws.npz`` holds ``draws``, float32 (chain, draw, parameter), and
+    ``parameter_names``; the raw ``reference_draws.json`` is posteriordb's list of chains. float32 draws
+    are cast to float64 here, so every statistic computed from them is computed in float64.
+    """
+    path = _packed_or_raw(folder, "reference_draws.npz", "reference_draws.json")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as packed:
+            draws = packed["draws"].astype(np.float64)
+            names = [str(n) for n in packed["parameter_names"]]
+        return {n: np.ascontiguousarray(draws[..., i]) for i, n in enumerate(names)}
+    with open(path) as fh:
+        chains = json.load(fh)
+    return {key: np.stack([np.asarray(chain[key], dtype=float) for chain in chains]) for key in chains[0]}
 
 
 _INDEX = re.compile(r"^(?P<site>[^\[\]]+)(?:\[(?P<index>[0-9, ]+)\])?$")
@@ -1030,13 +1071,10 @@ def load_reference(name: str) -> ReferencePosterior:
         )
     case = _CASES[name]
     folder = _reference_dir() / name
-    with open(folder / "data.json") as fh:
-        raw = json.load(fh)
+    raw = _read_data(folder)
     with open(folder / "meta.json") as fh:
         meta = json.load(fh)
-    with open(folder / "reference_draws.json") as fh:
-        chains = json.load(fh)
-    columns = {key: np.stack([np.asarray(chain[key], dtype=float) for chain in chains]) for key in chains[0]}
+    columns = _read_draws(folder)
     summary = pd.read_csv(folder / "reference_summary.csv", index_col="parameter")
     adapt_delta = float(
         meta.get("reference_inference", {}).get("method_arguments", {}).get("control", {}).get("adapt_delta", 0.8)

@@ -1,4 +1,4 @@
-"""Tests of the CausalVAE pendulum data set against shared/validation/pendulum/RECIPE.md."""
+"""Tests of the CausalVAE pendulum data set against ppzoo/data/validation/pendulum/RECIPE.md."""
 
 import numpy as np
 import pytest

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import arviz_stats
 import jax
 import numpy as np
@@ -180,15 +178,21 @@ def test_assemble_draws_maps_stan_names_to_zero_based_axes():
 
 def test_load_reference_assembles_the_stan_draws():
     ref = load_reference(EIGHT)
-    folder = validation_dir() / "posteriordb" / EIGHT
-    with open(folder / "reference_draws.json") as fh:
-        chains = json.load(fh)
-    assert ref.draws["theta"].shape == (10, 1000, 8)
-    np.testing.assert_array_equal(ref.draws["theta"][3, :, 0], chains[3]["theta[1]"])
-    np.testing.assert_array_equal(ref.draws["theta"][9, :, 7], chains[9]["theta[8]"])
-    np.testing.assert_array_equal(ref.draws["tau"][0], chains[0]["tau"])
-    # reference_summary.csv was computed from the same pooled draws.
-    np.testing.assert_allclose(ref.draws["theta"][..., 0].mean(), ref.summary.loc["theta[1]", "mean"], rtol=1e-10)
+    with np.load(validation_dir() / "posteriordb" / EIGHT / "reference_draws.npz") as packed:
+        draws, names = packed["draws"], list(packed["parameter_names"])
+    assert ref.draws["theta"].shape == (10, 1000, 8) and ref.draws["theta"].dtype == np.float64
+    np.testing.assert_array_equal(ref.draws["theta"][3, :, 0], draws[3, :, names.index("theta[1]")])
+    np.testing.assert_array_equal(ref.draws["theta"][9, :, 7], draws[9, :, names.index("theta[8]")])
+    np.testing.assert_array_equal(ref.draws["tau"][0], draws[0, :, names.index("tau")])
+    # Values of posteriordb's reference_draws.json (chain 3 draw 0, chain 9 draw 999, chain 0 draw 5), kept to
+    # float32's 7 digits by the packing.
+    np.testing.assert_allclose(ref.draws["theta"][3, 0, 0], 4.44915522912766, rtol=1e-7)
+    np.testing.assert_allclose(ref.draws["theta"][9, 999, 7], 8.52019349919917, rtol=1e-7)
+    np.testing.assert_allclose(ref.draws["tau"][0, 5], 3.47870837316026, rtol=1e-7)
+    # reference_summary.csv was computed from the same pooled draws in float64; float32 storage moves the mean
+    # by far less than 1e-6 sd.
+    theta1 = ref.draws["theta"][..., 0]
+    assert abs(theta1.mean() - ref.summary.loc["theta[1]", "mean"]) < 1e-6 * ref.summary.loc["theta[1]", "sd"]
     assert ref.adapt_delta == 0.95 and not ref.x64 and ref.log_scale == ()
     assert sorted(ref.data) == ["sigma", "y"]
     assert ref.target_accept_prob == ref.adapt_delta

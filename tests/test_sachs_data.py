@@ -7,7 +7,7 @@ import ppzoo.data
 from ppzoo.data import _paths
 from ppzoo.data.sachs import CONDITIONS, VARIABLES, load
 
-# First cell of the cd3cd28 file, quoted in shared/validation/sachs/README.md.
+# First cell of the cd3cd28 file, quoted in ppzoo/data/validation/sachs/README.md.
 FIRST_ROW = [26.4, 13.2, 8.82, 18.3, 58.8, 6.61, 17, 414, 17, 44.9, 40]
 BLOCK_SIZES = [853, 902, 911, 723, 810, 799, 848, 913, 707]
 
@@ -101,8 +101,11 @@ def test_validation_dir_default_and_override(monkeypatch, tmp_path):
 
 def test_validation_dir_missing_default(monkeypatch, tmp_path):
     monkeypatch.delenv(_paths.ENV_VAR, raising=False)
-    # Pretend the package lives in a checkout without shared/ beside it.
-    monkeypatch.setattr(_paths, "__file__", str(tmp_path / "repo" / "ppzoo" / "data" / "_paths.py"))
-    match = r"not found at .*shared/validation.*set the environment variable PPZOO_VALIDATION_DIR"
+    # Pretend ppzoo was installed without its package data.
+    monkeypatch.setattr(_paths, "__file__", str(tmp_path / "site-packages" / "ppzoo" / "data" / "_paths.py"))
+    match = (
+        r"shipped validation data were not found at .*site-packages/ppzoo/data/validation.*Reinstall ppzoo.*"
+        r"scripts/pack_validation.py.*set the environment variable PPZOO_VALIDATION_DIR"
+    )
     with pytest.raises(FileNotFoundError, match=match):
         _paths.validation_dir()

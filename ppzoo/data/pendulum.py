@@ -1,6 +1,6 @@
 """The CausalVAE "pendulum" images: a pendulum and a light source whose angles cause a shadow.
 
-Re-implemented from the recipe ``shared/validation/pendulum/RECIPE.md`` (our restatement of
+Re-implemented from the recipe ``ppzoo/data/validation/pendulum/RECIPE.md`` (our restatement of
 ``research/CausalVAE/causal_data/pendulum.py`` in GitHub ``huawei-noah/trustworthyAI``): the same factor
 grid, structural equations, scene geometry, colours, drawing order and train/test split, drawn by a
 vectorized NumPy rasteriser instead of matplotlib.
@@ -545,8 +545,8 @@ def load(
             "factor_names": FACTOR_NAMES,
             "label_center": LABEL_CENTER,
             "label_scale": LABEL_SCALE,
-            "source": "CausalVAE pendulum (Yang et al. 2021), re-implemented from shared/validation/pendulum/"
-            "RECIPE.md (huawei-noah/trustworthyAI research/CausalVAE/causal_data/pendulum.py)",
+            "source": "CausalVAE pendulum (Yang et al. 2021), re-implemented from ppzoo/data/validation/"
+            "pendulum/RECIPE.md (huawei-noah/trustworthyAI research/CausalVAE/causal_data/pendulum.py)",
         },
         image_size=size,
     )

@@ -1,7 +1,8 @@
 """Sachs et al. (2005) protein-signalling flow cytometry data with two reference causal graphs.
 
-Read from the shipped validation folder ``sachs/`` (see :func:`ppzoo.data._paths.validation_dir`), whose
-README documents the sources (Causal Discovery Toolbox and ``cmu-phil/example-causal-datasets``), the nine
+Read from the validation folder shipped with ppzoo, ``ppzoo/data/validation/sachs/`` (see
+:func:`ppzoo.data._paths.validation_dir`; the CSV files are the sources' values, unchanged), whose README
+documents the sources (Causal Discovery Toolbox and ``cmu-phil/example-causal-datasets``), the nine
 experimental conditions and the two graphs.
 """
 
@@ -143,6 +144,6 @@ def load(
             "graphs": {"consensus_cdt": _adjacency(cdt), "cmu_phil": _adjacency(cmu)},
             "path": str(folder),
             "source": "Sachs et al. 2005 via Causal Discovery Toolbox (cyto_full_data.csv) and "
-            "cmu-phil/example-causal-datasets (condition labels, graph); see shared/validation/sachs/README.md",
+            "cmu-phil/example-causal-datasets (condition labels, graph); see ppzoo/data/validation/sachs/README.md",
         },
     )

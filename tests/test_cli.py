@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,17 @@ def test_case_study_help_prints_only_its_options():
     assert result.returncode == 0
     assert result.stdout.startswith("usage: ppzoo run ica"), result.stdout[:200]
     assert "cache" not in result.stdout.splitlines()[0] and result.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["check", "eight_schools-eight_schools_noncentered", "--num-simulations", "0"],
+                                  ["run", "sachs"]])
+def test_missing_data_is_one_line_and_a_nonzero_exit(argv, tmp_path, monkeypatch):
+    # A broken data location (here the override pointing nowhere) must not end in a traceback.
+    env = dict(os.environ, PPZOO_VALIDATION_DIR=str(tmp_path / "nowhere"))
+    result = subprocess.run([sys.executable, "-m", "ppzoo.cli", *argv, "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "PPZOO_VALIDATION_DIR" in errors[0] and "nowhere" in errors[0], errors
+    assert not (tmp_path / "out").exists()

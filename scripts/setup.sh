@@ -21,5 +21,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   "$py" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test,ray]"
+# setuptools prints an information-only banner on every editable install whose packages map to folders of
+# another name (ppzoo.models -> models/); it asks nothing of the user, so it is filtered by its message only.
+PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,ray]"
 echo "ppzoo installed in $(pwd)/.venv"

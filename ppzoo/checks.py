@@ -68,22 +68,43 @@ def _observed_names(tree: Any) -> list[str]:
     return list(tree["observed_data"].data_vars) if "observed_data" in tree.children else []
 
 
-def _prior_check(tree: Any, label: str) -> Check:
-    import arviz_plots
+def _is_binary(observed: np.ndarray, draws: np.ndarray) -> bool:
+    """Whether a site holds 0/1 data: the observed values and (a sample of) the replicated ones are all 0 or 1."""
+    return bool(np.isin(observed, (0, 1)).all() and np.isin(np.ravel(draws)[:100_000], (0, 1)).all())
 
+
+def _prior_check(tree: Any, label: str) -> Check:
     if "prior_predictive" not in tree.children:
         return Check("prior predictive", None, "not applicable: the model has an improper (flat) prior, no prior draws.")
     inside, total = 0, 0
+    binary = []  # (site, observed mean, low, high)
     for name in _observed_names(tree):
         observed = np.asarray(tree["observed_data"][name])
         draws = np.asarray(tree["prior_predictive"][name]).reshape((-1,) + observed.shape)
+        if _is_binary(observed, draws):
+            # Any 0/1 value lies inside the central 99% of 0/1 draws ([0, 1]), so the coverage below would pass
+            # whatever the prior. A statistic that can fail instead: the observed share of ones inside the central
+            # 99% of the replicated shares (a prior that draws half the pixels on fails on sparse digits).
+            means = draws.reshape(len(draws), -1).mean(1)
+            low, high = np.quantile(means, [0.005, 0.995])
+            binary.append((name, float(observed.mean()), float(low), float(high)))
+            continue
         lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
         inside += int(((observed >= lo) & (observed <= hi)).sum())
         total += observed.size
-    fraction = inside / max(total, 1)
-    # A prior predictive that covers the data puts nearly every point inside its central 99%; we ask for 90%
-    # of them so that a handful of outliers do not fail a sensible prior.
-    passed = fraction >= 0.9
+    parts, passed = [], True
+    if total:
+        fraction = inside / total
+        # A prior predictive that covers the data puts nearly every point inside its central 99%; we ask for 90%
+        # of them so that a handful of outliers do not fail a sensible prior.
+        passed = fraction >= 0.9
+        parts.append(f"{fraction:.1%} of observed values lie inside the prior predictive's central 99% "
+                     "(pass: at least 90%)")
+    for name, mean, low, high in binary:
+        passed = passed and low <= mean <= high
+        parts.append(f"binary `{name}`: observed share of ones {mean:.3f} "
+                     f"{'inside' if low <= mean <= high else 'OUTSIDE'} the prior predictive's central 99% of "
+                     f"replicated shares [{low:.3f}, {high:.3f}] (per-value coverage of 0/1 data is vacuous)")
     images = [n for n in _observed_names(tree) if np.asarray(tree["observed_data"][n]).ndim >= 3]
     if images:
         figures = [(f"{label}: prior predictive check of `{n}`: observed images (top row) and images generated from "
@@ -91,15 +112,29 @@ def _prior_check(tree: Any, label: str) -> Check:
     else:
         figures = ppc_figures(tree, f"{label}: prior predictive check (observed vs data simulated from the prior)",
                               group="prior_predictive")
-    return Check(
-        "prior predictive",
-        passed,
-        f"{fraction:.1%} of observed values lie inside the prior predictive's central 99% (pass: at least 90%).",
-        figures=figures,
-    )
+    return Check("prior predictive", passed, "; ".join(parts) + ".", figures=figures)
 
 
-def _loo(tree: Any) -> tuple[Any, str | None]:
+def _observation_dims(ll: Any) -> list[str]:
+    """The dimensions of a log-likelihood array that index observations (all but ``chain`` and ``draw``)."""
+    return [d for d in ll.dims if d not in ("chain", "draw")]
+
+
+def _per_datum_latents(tree: Any, obs_dims: Sequence[str], latent: Sequence[str] | None) -> list[str]:
+    """Posterior sites with one value per observation: their dims include every observation dim of the
+    log-likelihood (ICA's and the VAEs' ``z`` in plate ``data``). A site on only some of them (a per-feature
+    rate when the data are ``data x feature``) is shared by many observations and stays identified when
+    one is left out. ``latent`` restricts the search to sample sites; a deterministic site on the data plate
+    (a per-datum mean) is a function of the others and identifies nothing on its own."""
+    if "posterior" not in tree.children or not obs_dims:
+        return []
+    posterior = tree["posterior"]
+    names = [n for n in (latent if latent is not None else posterior.data_vars) if n in posterior.data_vars]
+    return [n for n in names if set(obs_dims) <= set(posterior[n].dims)]
+
+
+def _loo(tree: Any, latent: Sequence[str] | None = None) -> tuple[Any, str | None]:
+    """PSIS-LOO of the one observed site, or ``None`` and why it does not apply."""
     import arviz_stats
 
     names = list(tree["log_likelihood"].data_vars) if "log_likelihood" in tree.children else []
@@ -108,6 +143,22 @@ def _loo(tree: Any) -> tuple[Any, str | None]:
     if len(names) > 1:
         return None, f"several observed sites ({', '.join(names)}): LOO needs one; call arviz_stats.loo(tree, var_name=...)"
     ll = tree["log_likelihood"][names[0]]
+    obs_dims = _observation_dims(ll)
+    if int(np.prod([ll.sizes[d] for d in obs_dims], dtype=int)) == 1:
+        # Eight schools' `y` is one 8-vector: its log-likelihood has one element per draw, so "leave one
+        # out" would leave out all the data.
+        return None, (f"one observation (`{names[0]}` is a single joint observation): leave-one-out has nothing "
+                      "to leave out")
+    own = _per_datum_latents(tree, obs_dims, latent)
+    if own:
+        # Leaving x_i out leaves z_i with its prior only; the importance ratio p(z_i)/p(z_i | x_i) then has
+        # tails so heavy that PSIS cannot smooth them (k > 1 for nearly every point, p_loo > n on ICA).
+        return None, (
+            f"each observation has its own latent ({', '.join(f'`{n}`' for n in own)}): leaving an observation "
+            "out leaves its latent unidentified, so PSIS-LOO does not apply (loo glossary, 'Interpreting p_loo', "
+            "after Vehtari, Gelman & Gabry 2017: a parameter per observation makes the model too flexible for "
+            "PSIS); use K-fold CV, or integrate the latent out (Vehtari et al. 2016, JMLR 17)"
+        )
     draws = int(ll.sizes.get("chain", 1) * ll.sizes.get("draw", 1))
     if draws < MIN_LOO_DRAWS:
         return None, f"only {draws} posterior draws: PSIS-LOO needs at least {MIN_LOO_DRAWS} (a Pareto tail of 5 or more)"
@@ -119,30 +170,46 @@ def _loo(tree: Any) -> tuple[Any, str | None]:
             return None, f"arviz_stats.loo failed: {error}"
 
 
+#: Above this share of observations with a bad Pareto k, refitting without them is no longer a fix: say
+#: PSIS-LOO is unreliable for the model and point to K-fold CV.
+MAX_REFIT_FRACTION = 0.1
+
+
 def _loo_check(loo: Any, why_not: str | None) -> Check:
     if loo is None:
         return Check("LOO", None, f"not applicable: {why_not}.")
     k = np.asarray(loo.pareto_k).ravel()
     bad = int((k > loo.good_k).sum())
+    n = int(loo.n_data_points)
     table = pd.DataFrame(
-        {"elpd_loo": [loo.elpd], "se": [loo.se], "p_loo": [loo.p], "n_data": [loo.n_data_points],
+        {"elpd_loo": [loo.elpd], "se": [loo.se], "p_loo": [loo.p], "n_data": [n],
          "draws": [loo.n_samples], "k_threshold": [loo.good_k], "k_above": [bad], "k_max": [float(k.max())]}
     )
     passed = bad == 0
-    verdict = (
-        f"elpd_loo {loo.elpd:.1f} (se {loo.se:.1f}), p_loo {loo.p:.1f}; Pareto k above {loo.good_k:.2f} for "
-        f"{bad} of {k.size} observations" + ("" if passed else " (PSIS-LOO unreliable there: refit without them, or use K-fold)")
-        + "."
-    )
-    return Check("LOO", passed, verdict, tables=[("PSIS-LOO (arviz_stats.loo)", table)])
+    head = (f"elpd_loo {loo.elpd:.1f} (se {loo.se:.1f}), p_loo {loo.p:.1f}; Pareto k above {loo.good_k:.2f} for "
+            f"{bad} of {k.size} observations")
+    if passed:
+        advice = ""
+    elif loo.p > n:
+        # p_loo > n: more effective parameters than data points (loo glossary, 'Interpreting p_loo').
+        advice = (f" (p_loo {loo.p:.0f} > n = {n}: the model is too flexible for PSIS-LOO, or badly misspecified; "
+                  "use K-fold CV)")
+    elif bad > MAX_REFIT_FRACTION * n:
+        advice = (f" (PSIS-LOO unreliable for {bad} observations, more than {MAX_REFIT_FRACTION:.0%} of the data: "
+                  "the model is too flexible for PSIS-LOO; use K-fold CV)")
+    else:
+        advice = " (PSIS-LOO unreliable there: refit without them, or use K-fold CV)"
+    return Check("LOO", passed, head + advice + ".", tables=[("PSIS-LOO (arviz_stats.loo)", table)])
 
 
-def _loo_pit_check(tree: Any, loo: Any, label: str) -> Check:
+def _loo_pit_check(tree: Any, loo: Any, label: str, why_not: str | None = None) -> Check:
     import arviz_plots
     import arviz_stats
 
     if loo is None:
-        return Check("LOO-PIT", None, "not applicable: no PSIS-LOO (see the LOO line).")
+        reason = (why_not or "").split(":")[0]  # the LOO line has the rest
+        return Check("LOO-PIT", None,
+                     f"not applicable: no PSIS-LOO ({reason + '; ' if reason else ''}see the LOO line).")
     name = list(tree["log_likelihood"].data_vars)[0]
     pp = tree["posterior_predictive"][name]
     ll = tree["log_likelihood"][name]
@@ -192,17 +259,43 @@ def _loo_pit_check(tree: Any, loo: Any, label: str) -> Check:
     )
 
 
-def _posterior_predictive_check(tree: Any, label: str) -> Check:
-    import arviz_plots
+def _item_means(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], -1).mean(1)
 
+
+def _feature_means(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], -1).mean(0)
+
+
+def _ppc_statistics(observed: np.ndarray, binary: bool) -> list[tuple[str, Callable[[np.ndarray], float]]]:
+    """Test statistics for one site, none a function of another on that site's data.
+
+    Continuous data: mean and sd. Binary data: the sd of 0/1 values is sqrt(m (1 - m)) of their mean m, so
+    the sd would repeat the mean's test; instead, when the data have items and features (images, rows of
+    answers), the spread of per-item means (do items differ as much as observed?) and of per-feature means
+    (do pixels/questions differ as much as observed?). Neither is a function of the overall mean or of the other.
+    """
+    if not binary:
+        return [("mean", np.mean), ("sd", np.std)]
+    stats: list[tuple[str, Callable[[np.ndarray], float]]] = [("mean", np.mean)]
+    if observed.ndim >= 2 and observed.shape[0] > 1 and int(np.prod(observed.shape[1:])) > 1:
+        stats += [("sd of item means", lambda a: np.std(_item_means(a))),
+                  ("sd of feature means", lambda a: np.std(_feature_means(a)))]
+    return stats
+
+
+def _posterior_predictive_check(tree: Any, label: str) -> Check:
     # Posterior predictive p-values P(T(y_rep) > T(y)), ties split. ArviZ 1.x (arviz_stats 1.3) has no function
     # for them (arviz_plots.plot_ppc_tstat draws T's distribution, not the tail probability), so they are computed here.
-    rows = []
+    rows, binary_sites = [], []
     for name in _observed_names(tree):
         observed = np.asarray(tree["observed_data"][name], dtype=float)
         pp = np.asarray(tree["posterior_predictive"][name], dtype=float)
         pp = pp.reshape((-1,) + observed.shape)
-        for stat_name, fn in (("mean", np.mean), ("sd", np.std)):
+        binary = _is_binary(observed, pp)
+        if binary:
+            binary_sites.append(name)
+        for stat_name, fn in _ppc_statistics(observed, binary):
             t_obs = fn(observed)
             t_rep = np.array([fn(r) for r in pp])
             p = (np.sum(t_rep > t_obs) + 0.5 * np.sum(t_rep == t_obs)) / t_rep.size
@@ -211,8 +304,12 @@ def _posterior_predictive_check(tree: Any, label: str) -> Check:
     table = pd.DataFrame(rows)
     extreme = table[(table["p_value"] < ALPHA / 2) | (table["p_value"] > 1 - ALPHA / 2)]
     passed = extreme.empty
+    what = "the mean and sd of each observed site" if not binary_sites else (
+        "test statistics of each observed site (binary " + ", ".join(f"`{n}`" for n in binary_sites)
+        + ": the share of ones, and the spreads of per-item and per-feature means where there are items and "
+        "features; not the sd, a function of the mean on 0/1 data)")
     verdict = (
-        "posterior predictive p-values of the mean and sd of each observed site: "
+        f"posterior predictive p-values of {what}: "
         + ", ".join(f"{r.site} {r.statistic} {r.p_value:.2f}" for r in table.itertuples())
         + f" (pass: all in [{ALPHA / 2}, {1 - ALPHA / 2}])."
     )
@@ -236,6 +333,23 @@ def _is_discrete(tree: Any, name: str, group: str) -> bool:
     return bool(np.all(observed == np.round(observed)) and np.all(draws == np.round(draws)))
 
 
+def _as_counts(ds: Any, names: Sequence[str]) -> Any:
+    """``ds`` with the ``names`` sites as integers on one axis of observations, the form ArviZ's rootogram
+    reads: it takes integer-valued floats (0/1 pixels stored as float32) for continuous data, and counts
+    values along a single observation axis."""
+    import xarray as xr
+
+    out = {}
+    for name in names:
+        da = ds[name]
+        sample = [d for d in da.dims if d in ("chain", "draw")]
+        values = np.asarray(da.transpose(*sample, ...)).astype(np.int64)
+        flat = values.reshape(values.shape[: len(sample)] + (-1,))
+        out[name] = xr.DataArray(flat, dims=sample + [f"{name}_obs"],
+                                 coords={d: da[d].values for d in sample if d in da.coords})
+    return ds.drop_vars(list(names)).assign(out)
+
+
 def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive") -> list[tuple[str, Any]]:
     """Predictive check plots: ArviZ's rootogram for each count or binary site (a density of integers is a
     comb of spikes, and ArviZ warns that it looks discrete), one ``plot_ppc_dist`` for the continuous ones."""
@@ -248,9 +362,20 @@ def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive")
     if continuous:
         figures.append((caption, arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group,
                                                            backend="matplotlib")))
+    if discrete:
+        counts = tree.copy()
+        for g in ("observed_data", group):
+            counts[g] = _as_counts(counts[g].to_dataset(), discrete)
     for name in discrete:
-        figures.append((f"{caption}: rootogram of the counts of `{name}` (square-root scale)",
-                        arviz_plots.plot_ppc_rootogram(tree, var_names=[name], group=group, backend="matplotlib")))
+        with warnings.catch_warnings():
+            # On 0/1 data ArviZ suggests plot_ppc_pava, which takes one axis of observations only (it fails on
+            # images); the rootogram of the two counts stays correct, and the PPC table tests the data.
+            warnings.filterwarnings("ignore", message=".*look binary", category=UserWarning)
+            # ArviZ's rootogram stores its (4 statistics x unique values) table under chain x draw names and
+            # then warns about its own table when there are fewer than 4 distinct values (0/1 data).
+            warnings.filterwarnings("ignore", message="Found chain dimension to be longer", category=UserWarning)
+            figure = arviz_plots.plot_ppc_rootogram(counts, var_names=[name], group=group, backend="matplotlib")
+        figures.append((f"{caption}: rootogram of the counts of `{name}` (square-root scale)", figure))
     return figures
 
 
@@ -379,9 +504,9 @@ def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = 
         return [Check(name, None, why + (note if i == 0 else "")) for i, name in
                 enumerate(("prior predictive", "posterior predictive", "LOO", "LOO-PIT"))]
     tree = _keep_sites(tree, list(left_out))
-    loo, why_not = _loo(tree)
+    loo, why_not = _loo(tree, fit.sites.latent)
     results = [_prior_check(tree, label), _posterior_predictive_check(tree, label), _loo_check(loo, why_not),
-               _loo_pit_check(tree, loo, label)]
+               _loo_pit_check(tree, loo, label, why_not)]
     results[0].verdict += note  # said once per fit: the four checks share their scope
     return results
 

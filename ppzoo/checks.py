@@ -26,7 +26,8 @@ from ppzoo.fit import Fit
 from ppzoo.report import Section
 
 __all__ = [
-    "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "image_ppc_figure",
+    "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
+    "image_ppc_figure",
     "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
 ]
 
@@ -540,6 +541,203 @@ def reference_check(table: pd.DataFrame, engine: str) -> Check:
         "ESS-scaled bound): " + ("all within tolerance." if not failing else f"outside for {', '.join(map(str, failing))}.")
     )
     return Check(f"reference posterior ({engine})", not failing, verdict, tables=[(f"Reference comparison ({engine})", table)])
+
+
+#: MCMC vs MCMC: a difference of posterior means above this many Monte Carlo standard errors fails. Both
+#: means are estimates of one posterior mean, so z is ~N(0, 1) when the chains mix: 4 MCSEs is a two-sided
+#: tail of 6e-5 (~1e-4) per parameter, so a page of ten-odd parameters fails by chance less than 0.1% of the time.
+AGREE_MAX_Z = 4.0
+#: Posterior sd ratio (fit / reference) outside this range fails, for every engine. The range is +-0.36 on
+#: the log scale (1.43 = 1 / 0.7); an sd estimated from ESS draws has se(log sd) ~ 1 / sqrt(2 ESS), so the
+#: log ratio of two fits has se ~ 1 / sqrt(ESS) and the range is 4 of them at ESS 125 per fit (the report
+#: flags ESS under 100 per chain, i.e. 200 for two chains: 5 standard errors there). A mean-field guide on
+#: a posterior correlation of -0.95 shrinks the sds ~3x (ratio ~0.3), far outside.
+AGREE_SD_RATIO = (0.7, 1.43)
+#: Approximate engines (SVI) vs MCMC: a mean shifted by more than this many reference posterior sds fails.
+#: Not a Monte Carlo bound (an approximation's bias does not shrink with draws) but a usefulness one: a
+#: shift of 0.3 sd moves a central 90% interval's coverage from 90% to ~88%; with 200 guide draws the
+#: Monte Carlo error of the shift is ~0.07 sd, so 0.3 is 4 of those.
+AGREE_MAX_MEAN_SHIFT = 0.3
+
+
+def _is_mcmc(fit: Fit) -> bool:
+    """Markov chain draws (NUTS, BlackJAX) rather than draws from an approximation fitted by optimising a
+    loss (SVI's ELBO; its losses are kept on the fit)."""
+    return fit.losses is None
+
+
+def _per_datum_sites(fit: Fit) -> set[str]:
+    """Per-datum sites: on the datum plate ``"data"``, or with one value per element of an observed site's batch."""
+    batches = [set(dims) for dims in fit.sites.batch_dims.values() if dims]
+    return {name for name, dims in fit.sites.dims.items()
+            if "data" in dims or any(batch <= set(dims) for batch in batches)}
+
+
+def _scalars(draws: np.ndarray) -> np.ndarray:
+    """``(chain, draw, *shape)`` -> ``(chain, draw, size)``."""
+    return draws.reshape(draws.shape[:2] + (-1,))
+
+
+def _diagnostics(fit: Fit, sites: Sequence[str]) -> tuple[float, float]:
+    """Max r_hat (inf for one chain: no between-chain check) and min bulk ESS over the scalars of ``sites``."""
+    import arviz_stats
+
+    draws = np.concatenate([_scalars(np.asarray(fit.samples[s], dtype=float)) for s in sites], axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r_hat = np.asarray(arviz_stats.rhat(draws), dtype=float)
+        ess = np.asarray(arviz_stats.ess(draws), dtype=float)
+    max_r_hat = float(np.nanmax(r_hat)) if fit.num_chains > 1 and np.isfinite(r_hat).any() else float("inf")
+    return max_r_hat, float(np.nanmin(ess)) if np.isfinite(ess).any() else 0.0
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with 0 / 0 = 1 (a constant site agrees with itself) and x / 0 = inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((a == 0) & (b == 0), 1.0, np.where(b == 0, np.inf, a / np.where(b == 0, 1.0, b)))
+
+
+def _compare(label: str, draws: Mapping[str, np.ndarray], ref_label: str, ref: Mapping[str, np.ndarray],
+             *, exact: bool) -> list[dict[str, Any]]:
+    """One row per scalar parameter: ``draws`` against the reference ``ref``."""
+    import arviz_stats
+
+    rows = []
+    for site, value in draws.items():
+        shape = value.shape[2:]
+        x, r = _scalars(np.asarray(value, dtype=float)), _scalars(np.asarray(ref[site], dtype=float))
+        mean, ref_mean = x.mean((0, 1)), r.mean((0, 1))
+        sd, ref_sd = x.std((0, 1), ddof=1), r.std((0, 1), ddof=1)
+        sd_ratio = _ratio(sd, ref_sd)
+        shift = _ratio(np.abs(mean - ref_mean), ref_sd)
+        z = np.full_like(shift, np.nan)
+        if exact:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mcse = np.hypot(np.asarray(arviz_stats.mcse(x), dtype=float),
+                                np.asarray(arviz_stats.mcse(r), dtype=float))
+            z = _ratio(np.abs(mean - ref_mean), mcse)
+        for i, index in enumerate(np.ndindex(*shape) if shape else [()]):
+            ok_mean = bool(z[i] <= AGREE_MAX_Z) if exact else bool(shift[i] <= AGREE_MAX_MEAN_SHIFT)
+            ok_sd = bool(AGREE_SD_RATIO[0] <= sd_ratio[i] <= AGREE_SD_RATIO[1])
+            rows.append({
+                "fit": label, "reference": ref_label,
+                "parameter": f"{site}[{', '.join(map(str, index))}]" if shape else site,
+                "rule": "MCMC vs MCMC" if exact else "approximate",
+                "mean": float(mean[i]), "reference_mean": float(ref_mean[i]), "shift_sd": float(shift[i]),
+                "z_mcse": float(z[i]), "sd": float(sd[i]), "reference_sd": float(ref_sd[i]),
+                "sd_ratio": float(sd_ratio[i]), "mean_ok": ok_mean, "sd_ok": ok_sd, "passed": ok_mean and ok_sd,
+            })
+    return rows
+
+
+def _disagreements(rows: Sequence[Mapping[str, Any]], most: int = 4) -> str:
+    """``"svi: tau sd ratio 0.12, mu mean 0.5 sd off; blackjax: ..."``, a few parameters per fit."""
+    by_fit: dict[str, list[str]] = {}
+    for row in rows:
+        if row["passed"]:
+            continue
+        bits = []
+        if not row["mean_ok"]:
+            bits.append(f"mean {row['z_mcse']:.1f} MCSEs off" if row["rule"] == "MCMC vs MCMC"
+                        else f"mean {row['shift_sd']:.2f} sd off")
+        if not row["sd_ok"]:
+            bits.append(f"sd ratio {row['sd_ratio']:.2f}")
+        by_fit.setdefault(f"{row['fit']} vs {row['reference']}", []).append(f"{row['parameter']} {' and '.join(bits)}")
+    parts = []
+    for pair, items in by_fit.items():
+        more = f" and {len(items) - most} more" if len(items) > most else ""
+        parts.append(f"{pair}: {', '.join(items[:most])}{more}")
+    return "; ".join(parts)
+
+
+def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
+    """Whether fits of one model by different engines found the same posterior for its global parameters.
+
+    The reference is the MCMC fit with the best diagnostics (lowest max r_hat at two decimals, then the most
+    min bulk ESS). Another MCMC fit agrees when each parameter's mean is within ``AGREE_MAX_Z`` Monte Carlo
+    standard errors (``arviz_stats.mcse`` of both fits, added in quadrature) and its sd ratio is in
+    ``AGREE_SD_RATIO``; an approximate fit (SVI) when its mean is within ``AGREE_MAX_MEAN_SHIFT`` reference
+    sds and its sd ratio is in ``AGREE_SD_RATIO``. With no MCMC fit the fits are compared pairwise by the
+    approximate rule and the verdict is not applicable: there is no exact reference.
+
+    Parameters are the scalars of the report's global sites (:func:`ppzoo.report.global_sites`) shared by
+    every fit, less per-datum latents (sites on an observed site's plate). Models with symmetric modes
+    (ICA) are mapped onto the reference's mode first, as in the report's forest plot.
+
+    Parameters
+    ----------
+    fits : sequence of Fit or mapping label -> Fit
+        Two or more fits of one model.
+
+    Returns
+    -------
+    Check
+        ``"engines agree"``: one verdict line and a table with a row per fit and parameter.
+
+    Raises
+    ------
+    ValueError
+        If fewer than two fits are given.
+    """
+    from ppzoo.report import comparable_samples, global_sites, label_fits
+
+    labelled = label_fits(fits)
+    if len(labelled) < 2:
+        raise ValueError(
+            f"`fits` must hold at least two fits to compare; got {len(labelled)} ({', '.join(labelled)}). "
+            "Pass e.g. {'nuts': nuts_fit, 'svi': svi_fit}."
+        )
+    first = next(iter(labelled.values()))
+    per_datum = _per_datum_sites(first)
+    shared = [s for s in global_sites(first)
+              if all(s in f.samples and f.samples[s].shape[2:] == first.samples[s].shape[2:] for f in labelled.values())]
+    sites = [s for s in shared if s not in per_datum]
+    if not sites:
+        return Check("engines agree", None, "not applicable: the fits share no global parameter to compare.")
+    mcmc = {label: f for label, f in labelled.items() if _is_mcmc(f)}
+    diagnostics = {label: _diagnostics(f, sites) for label, f in mcmc.items()}
+    rows: list[dict[str, Any]] = []
+    if mcmc:
+        # r_hat at two decimals (its Monte Carlo noise with a few hundred draws is ~0.005): closer is a tie.
+        ref_label = min(mcmc, key=lambda k: (round(diagnostics[k][0], 2), -diagnostics[k][1]))
+        ordered = {ref_label: labelled[ref_label], **{k: f for k, f in labelled.items() if k != ref_label}}
+        samples = comparable_samples(ordered, sites)
+        for label in ordered:
+            if label != ref_label:
+                rows += _compare(label, samples[label], ref_label, samples[ref_label], exact=label in mcmc)
+    else:
+        labels = list(labelled)
+        for i, ref_label in enumerate(labels):
+            ordered = {ref_label: labelled[ref_label], **{k: labelled[k] for k in labels[i + 1:]}}
+            samples = comparable_samples(ordered, sites)
+            for label in labels[i + 1:]:
+                rows += _compare(label, samples[label], ref_label, samples[ref_label], exact=False)
+    table = pd.DataFrame(rows).set_index(["fit", "parameter"])
+    table.index = [f"{fit}: {parameter}" for fit, parameter in table.index]
+    table.index.name = "fit: parameter"
+    others = [k for k in labelled if not mcmc or k != ref_label]
+    sd_rule = f"sd ratio in [{AGREE_SD_RATIO[0]}, {AGREE_SD_RATIO[1]}]"
+    approximate_rule = f"means within {AGREE_MAX_MEAN_SHIFT:g} reference sd"
+    failing = _disagreements(rows)
+    n_params = len({r["parameter"] for r in rows})
+    if not mcmc:
+        verdict = (f"no MCMC fit on the page, so no exact reference: agreement with MCMC does not apply. Pairwise over "
+                   f"{n_params} global parameters ({approximate_rule}, {sd_rule}): "
+                   + (f"disagree: {failing}." if failing else "the approximations agree with one another."))
+        passed = None
+        caption = "Engines agree: pairwise comparison of approximate fits (no MCMC reference)"
+    else:
+        r_hat, ess = diagnostics[ref_label]
+        reference = (f"reference {ref_label}, the MCMC fit with the best diagnostics: max r_hat "
+                     f"{'n/a (one chain)' if np.isinf(r_hat) else f'{r_hat:.3f}'}, min bulk ESS {ess:.0f}")
+        rule = f"MCMC: means within {AGREE_MAX_Z:g} MCSEs; approximate: {approximate_rule}; {sd_rule}"
+        passed = not failing
+        agree = "agrees" if len(others) == 1 else "agree"
+        verdict = (f"{failing} ({reference}; {n_params} global parameters; {rule})." if failing else
+                   f"{', '.join(others)} {agree} with the {reference} ({n_params} global parameters; {rule}).")
+        caption = f"Engines agree: each fit against {ref_label}"
+    return Check("engines agree", passed, verdict, tables=[(caption, table)])
 
 
 def closed_loop_section(checks: Sequence[Check], *, title: str = "Closed loop") -> Section:

@@ -26,7 +26,10 @@ import pandas as pd
 
 from ppzoo.fit import Fit
 
-__all__ = ["report", "recovery_metrics", "remove_stale_staging", "file_stem", "Section", "MARKER"]
+__all__ = [
+    "report", "recovery_metrics", "remove_stale_staging", "file_stem", "Section", "MARKER", "global_sites",
+    "comparable_samples", "label_fits",
+]
 
 MARKER = ".ppzoo-report"
 #: A summary row is flagged when r_hat exceeds this (Vehtari et al. 2021) ...
@@ -88,11 +91,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _global_sites(fit: Fit) -> list[str]:
+def global_sites(fit: Fit) -> list[str]:
+    """The sites a report summarises: the model's ``summary_sites``, else every site of at most
+    ``MAX_SUMMARY_SCALARS`` scalars (per-datum latents of large data sets are left out by size)."""
     preferred = getattr(fit.model, "summary_sites", ())
     if preferred:
         return [s for s in preferred if s in fit.samples]
     return [k for k, v in fit.samples.items() if int(np.prod(v.shape[2:])) <= MAX_SUMMARY_SCALARS]
+
+
+_global_sites = global_sites  # the old private name, still imported by ppzoo.sweep
 
 
 def recovery_metrics(fit: Fit, truth: Mapping[str, Any]) -> dict[str, float]:
@@ -142,7 +150,7 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
     import arviz_stats
     import matplotlib.pyplot as plt
 
-    sites = _global_sites(fit)
+    sites = global_sites(fit)
     tables, figures, text = [], [], []
     summary = None
     if fit.warnings:
@@ -244,7 +252,7 @@ def report(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    labelled = _label(fits)
+    labelled = label_fits(fits)
     names = {f.model_name for f in labelled.values()}
     if len(names) > 1:
         raise ValueError(f"`fits` must be fits of one model; got models {sorted(names)}. Make one report per model.")
@@ -340,7 +348,8 @@ def file_stem(label: str, taken: set[str] | None = None) -> str:
     return unique
 
 
-def _label(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
+def label_fits(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
+    """Fits by label: a mapping as given, else labelled by engine (``nuts``, ``nuts_2``, ...)."""
     if isinstance(fits, Fit):
         fits = [fits]
     if isinstance(fits, Mapping):
@@ -410,9 +419,10 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     metrics = pd.DataFrame(metrics_rows)
     metrics.to_csv(folder / "metrics.csv", index=False)
 
-    from ppzoo.checks import closed_loop_section, predictive_checks
+    from ppzoo.checks import closed_loop_section, engines_agree, predictive_checks
 
-    checks = []
+    # Several engines on one page: first say whether they found the same posterior.
+    checks = [engines_agree(labelled)] if len(labelled) > 1 else []
     for label, f in labelled.items():
         for check in predictive_checks(f, trees[label], label=label):
             check.name = f"{check.name} ({label})"
@@ -420,7 +430,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     blocks.append(closed_loop_section(checks, title="Closed loop: predictive checks and LOO"))
 
     compare = Section("Engines side by side")
-    sites = _global_sites(first)
+    sites = global_sites(first)
     if len(trees) > 1 and sites:
         compare.figures.append(("Posterior of each fit per parameter: median (dot), 50% (thick) and 94% (thin) "
                                 "intervals, chains pooled"
@@ -436,7 +446,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     (folder / "index.html").write_text(page, encoding="utf-8")
 
 
-def _comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
     """Each fit's draws of ``sites``; for models with symmetric modes, mapped onto the first fit's mode."""
     fits = list(labelled.items())
     first_label, first = fits[0]
@@ -461,7 +471,7 @@ def _forest(labelled: Mapping[str, Fit], sites: Sequence[str]):
     """One row per scalar parameter, one coloured interval per fit (chains pooled)."""
     import matplotlib.pyplot as plt
 
-    comparable = _comparable_samples(labelled, sites)
+    comparable = comparable_samples(labelled, sites)
 
     rows = []
     for site in sites:

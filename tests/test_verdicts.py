@@ -1,7 +1,9 @@
-"""Closed-loop verdicts that tell the truth: LOO only where it applies and binary data checked by statistics
-that can fail."""
+"""Closed-loop verdicts that tell the truth: LOO only where it applies, binary data checked by statistics
+that can fail, and an engines-agree verdict on pages with several engines."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import numpyro
@@ -9,7 +11,7 @@ import numpyro.distributions as dist
 import pytest
 
 import ppzoo
-from ppzoo.checks import predictive_checks
+from ppzoo.checks import AGREE_SD_RATIO, engines_agree, predictive_checks
 
 MCMC = dict(num_warmup=300, num_samples=300, num_chains=2)
 
@@ -107,3 +109,72 @@ def test_binary_prior_check_is_not_vacuous(binary_data):
     assert not table.duplicated(["site", "statistic"]).any()
     # Per-feature logits are shared by 40 observations each: LOO applies (its verdict is a number, not n/a).
     assert results["sensible"]["LOO"].passed is not None, results["sensible"]["LOO"].verdict
+
+
+# --------------------------------------------------------------------------------------- engines agree
+
+
+def correlated_gaussian(y=None, *, num_data: int = 19):
+    """a, b ~ N(0, 1), y_i ~ N(a + b, 1): with 19 points the posterior of (a, b) has correlation
+    -19/20 = -0.95 and marginal sds sqrt(20/39) = 0.72; a mean-field guide can only match the conditional
+    sds 1/sqrt(20) = 0.22, a ratio of 0.31."""
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    with numpyro.plate("data", num_data if y is None else len(y)):
+        numpyro.sample("y", dist.Normal(a + b, 1.0), obs=y)
+
+
+@pytest.fixture(scope="module")
+def correlated_fits():
+    y = {"y": np.random.default_rng(0).normal(0.5, 1.0, 19).astype(np.float32)}
+    mcmc = dict(num_warmup=400, num_samples=500, num_chains=2)
+    return {
+        "nuts": ppzoo.fit(correlated_gaussian, y, engine="nuts", seed=0, **mcmc),
+        "blackjax": ppzoo.fit(correlated_gaussian, y, engine="blackjax", seed=1, **mcmc),
+        "svi": ppzoo.fit(correlated_gaussian, y, engine="svi", seed=0, steps=2000, learning_rate=0.02,
+                         guide="auto_normal", num_draws=500),
+    }
+
+
+def test_two_mcmc_engines_agree(correlated_fits):
+    # Same posterior, two samplers: each mean within 4 MCSEs (a 6e-5 tail per parameter) and the sd ratio
+    # within [0.7, 1.43] (4 standard errors of the log ratio at ESS 125; these runs have ESS > 150).
+    check = engines_agree({k: correlated_fits[k] for k in ("nuts", "blackjax")})
+    table = check.tables[0][1]
+    assert check.passed is True, check.verdict
+    # The reference is the fit with the better diagnostics, whichever it is; the other one is compared.
+    (reference,) = set(table["reference"])
+    other = ({"nuts", "blackjax"} - {reference}).pop()
+    assert set(table.index) == {f"{other}: a", f"{other}: b"}
+    assert (table["z_mcse"] <= 4).all()
+
+
+def test_a_mean_field_guide_fails_against_mcmc(correlated_fits, tmp_path):
+    # Mean field on a -0.95 correlation: sd ratio ~0.31 (closed form in correlated_gaussian), far below 0.7.
+    check = engines_agree({k: correlated_fits[k] for k in ("nuts", "svi")})
+    assert check.passed is False
+    assert "svi vs nuts: a sd ratio" in check.verdict and "b sd ratio" in check.verdict, check.verdict
+    ratios = check.tables[0][1]["sd_ratio"]
+    assert (ratios < AGREE_SD_RATIO[0]).all() and (ratios > 0.2).all(), ratios
+    # On the report page: the first verdict of the closed-loop section, FAIL, naming the parameters.
+    page = (ppzoo.report(correlated_fits, tmp_path / "r") / "index.html").read_text()
+    section = page[page.index("<ul class='verdicts'>"):]
+    first = section[:section.index("</li>")]
+    # Three fits there: the reference is whichever MCMC fit has the better diagnostics.
+    assert "engines agree" in first and "FAIL" in first, first
+    assert re.search(r"svi vs (nuts|blackjax): a sd ratio 0\.\d+, b sd ratio", first), first
+    assert section.count("engines agree</b>") == 1
+
+
+def test_without_mcmc_there_is_no_exact_reference(correlated_fits):
+    y = correlated_fits["svi"].data
+    mvn = ppzoo.fit(correlated_gaussian, y, engine="svi", seed=1, steps=2000, learning_rate=0.02, guide="auto_mvn",
+                    num_draws=500)
+    check = engines_agree({"mean_field": correlated_fits["svi"], "mvn": mvn})
+    assert check.passed is None and "no MCMC fit" in check.verdict
+    assert "mvn vs mean_field" in check.verdict  # the full-rank guide's sds are ~3x the mean-field ones
+
+
+def test_engines_agree_needs_two_fits(correlated_fits):
+    with pytest.raises(ValueError, match="at least two fits to compare; got 1"):
+        engines_agree([correlated_fits["nuts"]])

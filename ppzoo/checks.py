@@ -659,7 +659,8 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
     standard errors (``arviz_stats.mcse`` of both fits, added in quadrature) and its sd ratio is in
     ``AGREE_SD_RATIO``; an approximate fit (SVI) when its mean is within ``AGREE_MAX_MEAN_SHIFT`` reference
     sds and its sd ratio is in ``AGREE_SD_RATIO``. With no MCMC fit the fits are compared pairwise by the
-    approximate rule and the verdict is not applicable: there is no exact reference.
+    approximate rule and the verdict is not applicable: there is no exact reference; the same when the best
+    MCMC fit has not converged (max r_hat above ``ppzoo.report.RHAT_MAX``, or one chain).
 
     Parameters are the scalars of the report's global sites (:func:`ppzoo.report.global_sites`) shared by
     every fit, less per-datum latents (sites on an observed site's plate). Models with symmetric modes
@@ -680,7 +681,7 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
     ValueError
         If fewer than two fits are given.
     """
-    from ppzoo.report import comparable_samples, global_sites, label_fits
+    from ppzoo.report import RHAT_MAX, comparable_samples, global_sites, label_fits
 
     labelled = label_fits(fits)
     if len(labelled) < 2:
@@ -732,11 +733,19 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
         reference = (f"reference {ref_label}, the MCMC fit with the best diagnostics: max r_hat "
                      f"{'n/a (one chain)' if np.isinf(r_hat) else f'{r_hat:.3f}'}, min bulk ESS {ess:.0f}")
         rule = f"MCMC: means within {AGREE_MAX_Z:g} MCSEs; approximate: {approximate_rule}; {sd_rule}"
-        passed = not failing
         agree = "agrees" if len(others) == 1 else "agree"
-        verdict = (f"{failing} ({reference}; {n_params} global parameters; {rule})." if failing else
-                   f"{', '.join(others)} {agree} with the {reference} ({n_params} global parameters; {rule}).")
         caption = f"Engines agree: each fit against {ref_label}"
+        if not r_hat <= RHAT_MAX:
+            # An unconverged (or unchecked, one-chain) reference is no exact posterior: a fit that differs
+            # from it may be the right one, and MCSEs from r_hat >> 1 chains are too wide to fail anything.
+            passed = None
+            verdict = (f"not applicable: no MCMC fit has converged (max r_hat > {RHAT_MAX}) to serve as the "
+                       f"exact reference ({reference}). Against it anyway: "
+                       + (f"{failing}." if failing else f"{', '.join(others)} {agree} ({rule})."))
+        else:
+            passed = not failing
+            verdict = (f"{failing} ({reference}; {n_params} global parameters; {rule})." if failing else
+                       f"{', '.join(others)} {agree} with the {reference} ({n_params} global parameters; {rule}).")
     return Check("engines agree", passed, verdict, tables=[(caption, table)])
 
 

@@ -175,6 +175,19 @@ def test_without_mcmc_there_is_no_exact_reference(correlated_fits):
     assert "mvn vs mean_field" in check.verdict  # the full-rank guide's sds are ~3x the mean-field ones
 
 
+def test_an_unconverged_reference_is_no_reference(correlated_fits):
+    # Two chains started in a mode each stand in for a stuck sampler: shift chain 1 by 3 posterior sds, so
+    # r_hat >> 1.01. The best MCMC fit is then no exact reference, and the verdict says so instead of
+    # failing (or passing) the other fits against it.
+    import dataclasses
+
+    stuck = correlated_fits["nuts"]
+    samples = {k: v + np.array([0.0, 3.0 * v.std()])[:, None] for k, v in stuck.samples.items()}
+    stuck = dataclasses.replace(stuck, samples=samples)
+    check = engines_agree({"nuts": stuck, "svi": correlated_fits["svi"]})
+    assert check.passed is None and "no MCMC fit has converged" in check.verdict, check.verdict
+
+
 def test_engines_agree_needs_two_fits(correlated_fits):
     with pytest.raises(ValueError, match="at least two fits to compare; got 1"):
         engines_agree([correlated_fits["nuts"]])

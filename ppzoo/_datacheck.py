@@ -119,7 +119,9 @@ def as_numeric(key: str, value: Any) -> Any:
                 "drop data silently: remove or impute them, or mark them with obs_mask= in the model."
             )
         return value  # a list of other objects (functions, arrays of different shapes): a setting
-    if isinstance(value, (np.ndarray, jax.Array)):
+    if isinstance(value, jax.Array):
+        return value  # JAX holds no text or objects
+    if isinstance(value, np.ndarray):
         array = value
     elif hasattr(value, "__array__") and (hasattr(value, "dtype") or hasattr(value, "dtypes")):
         array = np.asarray(value)  # pandas Series / DataFrame, xarray DataArray
@@ -275,6 +277,8 @@ def _mask(site: Mapping[str, Any]) -> Any:
 
 
 def _describe(support: Any) -> str:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint  # described element by element
     low, high = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
     scalar = lambda b: b is not None and np.ndim(b) == 0  # noqa: E731
     if isinstance(support, type(constraints.nonnegative_integer)):
@@ -305,17 +309,26 @@ def _support_error(name: str, label: str, site: Mapping[str, Any]) -> str | None
         return None
     if constraints.is_dependent(support):
         return None
-    value = site["value"]
-    if isinstance(support, type(constraints.boolean)):
-        array = np.asarray(value)
-        inside = (array >= 0) & (array <= 1)  # grey values are accepted (see the module docstring)
-    else:
+    value = np.asarray(site["value"])
+    base, event_ndim = support, 0
+    while isinstance(base, constraints.independent):
+        base, event_ndim = base.base_constraint, event_ndim + base.reinterpreted_batch_ndims
+    if isinstance(base, type(constraints.boolean)):
+        inside = (value >= 0) & (value <= 1)  # grey values are accepted (see the module docstring)
+    elif getattr(base, "event_dim", 0) == 0:
         try:
-            inside = np.asarray(support(value))
+            inside = np.asarray(base(value))  # element by element, so the message can point at one value
         except NotImplementedError:
             return None
+    else:
+        try:
+            inside = np.asarray(support(value))  # a simplex, a correlation matrix: one verdict per vector
+        except NotImplementedError:
+            return None
+        event_ndim = 0
     mask = _mask(site)
     if mask is not None:
+        mask = np.reshape(mask, np.shape(mask) + (1,) * event_ndim)
         try:
             inside = inside | ~np.broadcast_to(mask, inside.shape)
         except ValueError:
@@ -325,8 +338,8 @@ def _support_error(name: str, label: str, site: Mapping[str, Any]) -> str | None
     if not count:
         return None
     index = tuple(int(i) for i in np.argwhere(outside)[0]) if outside.ndim else ()
-    shown = np.asarray(value)[index] if index or not outside.ndim else np.asarray(value)
-    shown_text = f": {shown.item()!r}" if np.size(shown) == 1 else ""
+    shown = value[index] if value.ndim == outside.ndim else None
+    shown_text = f": {shown.item()!r}" if shown is not None and np.size(shown) == 1 else ""
     distribution = type(_base(fn)).__name__.removesuffix("Probs").removesuffix("Logits")
     return (
         f"{label}: {count} of {inside.size} value(s) lie outside the support of site {name!r} "
@@ -408,5 +421,5 @@ def explain_trace_failure(
         )
     return type(error)(
         f"Running the model once on the given data failed: {error}"
-        + (f" Data shapes: {shapes}." if shapes else "")
+        + (f" (data shapes: {shapes})" if shapes else "")
     )

@@ -151,7 +151,7 @@ def test_other_model_failures_keep_their_message_and_show_shapes(xy):
         raise ValueError("boom")
 
     x, y = xy
-    with pytest.raises(ValueError, match=r"Running the model once on the given data failed: boom Data shapes: x \(150,\), y \(150,\)"):
+    with pytest.raises(ValueError, match=r"Running the model once on the given data failed: boom \(data shapes: x \(150,\), y \(150,\)\)"):
         validate_data(broken, {"x": x, "y": y})
 
 
@@ -232,6 +232,21 @@ def test_bernoulli_outside_zero_one_is_refused_grey_values_pass():
     with pytest.raises(ValueError, match=r"2 of 4 value\(s\).*Bernoulli: \[0, 1\].*index \(1,\): 2.*\{1, 2\} -> \{0, 1\}"):
         validate_data(labels, {"y": np.array([1, 2, 2, 1])})
     validate_data(labels, {"y": np.array([0.0, 0.25, 1.0])})  # grey values: the binary cross-entropy
+
+
+def images(x=None):
+    """Pixels as one event per image (as the zoo's VAEs write it)."""
+    p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+    with numpyro.plate("data", 4):
+        numpyro.sample("x", dist.Bernoulli(probs=p).expand([4, 2, 3]).to_event(2), obs=x)
+
+
+def test_event_dimensions_are_checked_element_by_element():
+    validate_data(images, {"x": np.full((4, 2, 3), 0.5)})  # grey images pass
+    x = np.zeros((4, 2, 3))
+    x[2, 1, 0] = 3.0
+    with pytest.raises(ValueError, match=r"1 of 24 value\(s\).*site 'x' \(Bernoulli: \[0, 1\].*index \(2, 1, 0\): 3\.0"):
+        validate_data(images, {"x": x})
 
 
 def test_masked_placeholders_are_not_checked():

@@ -41,6 +41,7 @@ import pandas as pd
 import ppzoo
 from ppzoo import laws
 from ppzoo.report import Section
+from ppzoo.results import write_results
 
 __all__ = ["main", "parse_args", "run", "SYSTEMS", "CANDIDATES"]
 
@@ -257,7 +258,7 @@ def _heldout_figure(name: str, law, stlsq: pd.DataFrame | None, heldout, seed: i
     return fig, rmse
 
 
-def _discovery(args: argparse.Namespace) -> tuple[list[Section], dict]:
+def _discovery(args: argparse.Namespace) -> tuple[list[Section], dict, list[dict]]:
     sections, laws_found = [], {}
     metric_rows = []
     for name in args.systems:
@@ -312,7 +313,7 @@ def _discovery(args: argparse.Namespace) -> tuple[list[Section], dict]:
         tables=[("Support recovery and coefficient error at the discovery noise level", metrics,
                  ~metrics["exact_support"].astype(bool))],
     )
-    return [summary, *sections], laws_found
+    return [summary, *sections], laws_found, metric_rows
 
 
 def _sweep(args: argparse.Namespace, found: dict) -> Section:
@@ -600,7 +601,7 @@ def _reference_inverse(args: argparse.Namespace, which: str) -> Section:
 def run(args: argparse.Namespace) -> Path:
     """Discover the laws, fit the inverse problems, write the report; return the report folder."""
     start = time.perf_counter()
-    discovery_sections, found = _discovery(args)
+    discovery_sections, found, discovery_rows = _discovery(args)
     sections = list(discovery_sections)
     if args.noises:
         sections.append(_sweep(args, found))
@@ -619,7 +620,7 @@ def run(args: argparse.Namespace) -> Path:
         main_fits = {f"{name} law": found[name][1].fit}
     _log(f"writing the report ({time.perf_counter() - start:.0f} s so far) ...")
     description = "<p>" + "</p><p>".join(_rst_to_html(p) for p in __doc__.split("\n\n")[1:3]) + "</p>"
-    return ppzoo.report(
+    out = ppzoo.report(
         main_fits,
         args.out,
         truth=truth,
@@ -628,6 +629,25 @@ def run(args: argparse.Namespace) -> Path:
         sections=sections,
         data_info={"discovery noise": args.noise, "seed": args.seed, "systems": ", ".join(args.systems)},
     )
+    write_results(out, "laws", _headline(discovery_rows, time.perf_counter() - start), settings={
+        "noise_percent": 100 * args.noise, "seed": args.seed, "chains": args.num_chains,
+        "warmup": args.num_warmup, "samples": args.num_samples,
+    })
+    return out
+
+
+def _headline(rows: list[dict], elapsed: float) -> dict:
+    """Per system and method (horseshoe, STLSQ): exact support, false terms, coefficient error, held-out RMSE."""
+    values: dict = {"wall_s": round(elapsed)}
+    for row in rows:
+        method = "horseshoe" if row["method"].startswith("horseshoe") else "stlsq"
+        prefix = f"{row['system']}_{method}"
+        values[f"{prefix}_exact_support"] = bool(row["exact_support"])
+        values[f"{prefix}_false_positives"] = int(row["false_positives"])
+        values[f"{prefix}_false_negatives"] = int(row["false_negatives"])
+        values[f"{prefix}_coefficient_error"] = float(row["coefficient_error"])
+        values[f"{prefix}_heldout_rmse"] = float(row["heldout_rmse"])
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 import ppzoo
 import ppzoo.causal
 from ppzoo.report import Section
+from ppzoo.results import write_results
 
 __all__ = ["main", "parse_args", "run", "energy_distance", "wasserstein_1d", "CYCLE_BREAKS"]
 
@@ -297,7 +298,7 @@ def run(args: argparse.Namespace) -> Path:
     weights_section = _weights_section(fits, graphs, notes)
     print("[sachs] writing the report ...", flush=True)
     description = "<p>" + " ".join(__doc__.split("\n\n")[1].split()) + "</p>"
-    return ppzoo.report(
+    out = ppzoo.report(
         {label: fit for label, fit in fits.items() if label.split("_", 1)[1] == args.graphs[0]},
         args.out,
         title="ppzoo case study: Sachs protein signalling, a Bayesian SCM tested on real interventions",
@@ -308,6 +309,15 @@ def run(args: argparse.Namespace) -> Path:
                    "transform": "log, then standardised by the observational mean and sd",
                    "source": obs.info["source"]},
     )
+    values: dict = {}
+    for label, row in summary.iterrows():
+        key = label.replace("-", "_").lower()
+        values[f"{key}_conditions"] = int(row["conditions"])
+        values[f"{key}_do_beats_baseline"] = int(row["do_beats_baseline"])
+        values[f"{key}_energy_do"] = float(row["mean_energy_do"])
+        values[f"{key}_energy_baseline"] = float(row["mean_energy_baseline"])
+    write_results(out, "sachs", values, settings={"seed": args.seed, "do_value": args.do_value})
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -387,6 +387,7 @@ def explain_trace_failure(
     own error is returned with the shapes of all data arrays.
     """
     arrays = {k: tuple(np.shape(v)) for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array))}
+    shapes = ", ".join(f"{k} {s}" for k, s in arrays.items())
     dropped = [k for k in arrays if k in generated]
     if dropped:
         try:
@@ -407,10 +408,10 @@ def explain_trace_failure(
                     )
             if wrong:
                 return ValueError(
-                    f"{'; '.join(wrong)}. Running the model on the data failed with: {error}. Pass arrays of the "
-                    "shapes the model simulates, or size its plates from the data."
+                    f"{'; '.join(wrong)}. Running the model on the data failed with: {error}. Data shapes: {shapes}. "
+                    "Pass arrays of the shapes the model simulates (the other arrays set them), or size its plates "
+                    "from the data."
                 )
-    shapes = ", ".join(f"{k} {s}" for k, s in arrays.items())
     lengths = {k: s[0] for k, s in arrays.items() if s}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{k}: {n}" for k, n in lengths.items())

@@ -16,7 +16,7 @@ _configure_host_devices()
 
 from ppzoo import models  # noqa: E402  (ppzoo.models, installed from models/)
 from ppzoo._runtime import enable_compilation_cache  # noqa: E402
-from ppzoo.fit import Fit, fit  # noqa: E402
+from ppzoo.fit import Fit, fit, validate_data  # noqa: E402
 # Eager: these functions share their name with their module, which an import of the submodule would
 # otherwise put in their place (``import ppzoo.report`` sets the attribute ``ppzoo.report``).
 from ppzoo.report import report  # noqa: E402
@@ -55,5 +55,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["fit", "Fit", "report", "sbc", "SBCResult", "models", "enable_compilation_cache", "__version__", *_LAZY]
+__all__ = ["fit", "Fit", "validate_data", "report", "sbc", "SBCResult", "models", "enable_compilation_cache", "__version__", *_LAZY]
 __version__ = "0.1.0"

@@ -54,14 +54,34 @@ class ModelSites:
 
 
 def _dims_of(name: str, site: dict) -> tuple[list[str], list[str]]:
+    """A site's dimension names (plates by name, other axes ``<site>_dim_<i>``) and its batch dims.
+
+    A plate's ``dim`` counts from the right of the batch shape. A sample site knows its batch shape; a
+    deterministic site does not (its value may end in event axes, e.g. ``(N, K)`` in the plate ``"data"``),
+    so its batch shape is taken as the shortest that holds every enclosing plate at an axis of that plate's
+    size (``(N, K)`` -> ``("data", "<site>_dim_1")``). Where none fits, the axes keep their generic names.
+    """
     value = np.shape(site["value"])
     dims = [f"{name}_dim_{i}" for i in range(len(value))]
+    frames = list(site.get("cond_indep_stack", ()))
     fn = site.get("fn")
-    batch_ndim = len(getattr(fn, "batch_shape", ())) if fn is not None else len(value)
-    for frame in site.get("cond_indep_stack", ()):
-        position = batch_ndim + frame.dim
-        if 0 <= position < len(dims):
-            dims[position] = frame.name
+
+    def fits(batch_ndim: int) -> bool:
+        for frame in frames:
+            position = batch_ndim + frame.dim
+            if not 0 <= position < len(value) or (frame.size is not None and value[position] != frame.size):
+                return False
+        return True
+
+    batch_ndim = len(getattr(fn, "batch_shape", ())) if fn is not None else None
+    if frames and (batch_ndim is None or not fits(batch_ndim)):
+        shortest = max(-frame.dim for frame in frames)
+        batch_ndim = next((n for n in range(shortest, len(value) + 1) if fits(n)), batch_ndim)
+    if batch_ndim is None:
+        batch_ndim = len(value)
+    if frames and fits(batch_ndim):
+        for frame in frames:
+            dims[batch_ndim + frame.dim] = frame.name
     return dims, dims[:batch_ndim]
 
 

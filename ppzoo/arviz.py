@@ -18,7 +18,7 @@ from ppzoo.inference._base import split_data
 if TYPE_CHECKING:
     from ppzoo.fit import Fit
 
-__all__ = ["fit_to_datatree", "unobserve", "SAMPLE_STATS"]
+__all__ = ["fit_to_datatree", "unobserve", "write_datatree", "SAMPLE_STATS", "MAX_STORED_VALUES", "STORED_STATS"]
 
 #: The sample-stat names ArviZ reads (arviz_stats.diagnose, plot_energy, ...).
 SAMPLE_STATS = ("diverging", "lp", "acceptance_rate", "tree_depth", "n_steps", "step_size", "energy")
@@ -162,3 +162,113 @@ def _attrs(fit: "Fit") -> dict[str, Any]:
     }
     attrs.update({f"version_{k}": v for k, v in versions.items()})
     return attrs
+
+
+#: A per-datum variable (one indexed by a dimension of the observed data) with more values than this, draws
+#: included, is written as a per-element summary rather than every draw (``store_draws="summary"``).
+MAX_STORED_VALUES = 100_000
+#: What such a summary holds per element: the mean, the sd and five quantiles over chains and draws.
+STORED_STATS = ("mean", "sd", "q05", "q25", "q50", "q75", "q95")
+_DRAW_GROUPS = ("posterior", "prior", "posterior_predictive", "prior_predictive", "log_likelihood")
+_INT_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
+
+
+def _smallest_int(values: np.ndarray) -> np.ndarray:
+    """Integer or boolean values in the smallest integer type that holds them (pixel draws: uint8)."""
+    if values.dtype == bool or values.size == 0:
+        return values
+    low, high = values.min(), values.max()
+    for kind in _INT_TYPES:
+        info = np.iinfo(kind)
+        if info.min <= low and high <= info.max:
+            return values.astype(kind) if np.dtype(kind).itemsize < values.dtype.itemsize else values
+    return values
+
+
+def _summarise(da: Any) -> Any:
+    """``(chain, draw, *dims)`` draws -> ``(stat, *dims)``: mean, sd and quantiles per element (float32)."""
+    import xarray as xr
+
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    flat = np.asarray(da.transpose("chain", "draw", *other)).reshape((-1,) + tuple(da.sizes[d] for d in other))
+    flat = flat.astype(np.float32) if np.issubdtype(flat.dtype, np.integer) or flat.dtype == bool else flat
+    stats = [flat.mean(0), flat.std(0, ddof=1)] + list(np.quantile(flat, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0))
+    values = np.stack(stats).astype(np.float32 if flat.dtype.itemsize <= 4 else flat.dtype)
+    coords = {d: da.coords[d] for d in other if d in da.coords}
+    return xr.DataArray(values, dims=("stat", *other), coords={"stat": list(STORED_STATS), **coords},
+                        attrs={"ppzoo_summary_of": f"{int(flat.shape[0])} draws"})
+
+
+def write_datatree(tree: Any, path: Any, *, store_draws: str = "summary",
+                   max_values: int = MAX_STORED_VALUES) -> dict[str, list[str]]:
+    """Write a fit's DataTree to a compressed netCDF file (h5netcdf, gzip level 4 with byte shuffling).
+
+    Values keep their type (float32 stays float32); integer and boolean arrays (pixel draws, counts) are
+    stored in the smallest integer type that holds them. With ``store_draws="summary"`` (the default), a
+    per-datum variable -- one indexed by a dimension of ``observed_data``, such as the local latents ``z`` or
+    the replicated data -- with more than ``max_values`` values is stored as its per-element mean, sd and
+    5/25/50/75/95% quantiles (:data:`STORED_STATS`, dimension ``stat``) in a sibling group named
+    ``<group>_summary`` instead of every draw; the original group keeps every other variable, so ArviZ reads
+    it as before. ``store_draws="all"`` keeps every draw.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        From :meth:`ppzoo.Fit.to_arviz`.
+    path : path-like
+        The ``.nc`` file to write.
+    store_draws : {"summary", "all"}
+        Whether large per-datum variables are summarised (default) or kept draw by draw.
+    max_values : int
+        The size above which a per-datum variable is summarised.
+
+    Returns
+    -------
+    dict
+        Group name -> names of the variables stored as summaries (empty when nothing was summarised).
+
+    Raises
+    ------
+    ValueError
+        If ``store_draws`` is not one of the choices or ``max_values`` is not positive.
+    """
+    import xarray as xr
+
+    if store_draws not in ("summary", "all"):
+        raise ValueError(f"`store_draws` must be 'summary' (large per-datum variables as per-element summaries) "
+                         f"or 'all' (every draw); got {store_draws!r}.")
+    if int(max_values) < 1:
+        raise ValueError(f"`max_values` must be a positive number of values; got {max_values!r}.")
+    local_dims = set(tree["observed_data"].dims) if "observed_data" in tree.children else set()
+    nodes: dict[str, Any] = {"/": tree.to_dataset(inherit=False)}
+    summarised: dict[str, list[str]] = {}
+    for group in tree.children:
+        ds = tree[group].to_dataset(inherit=False)
+        summaries = {}
+        for name, da in ds.data_vars.items():
+            draws = da.sizes.get("chain", 1) * da.sizes.get("draw", 1)
+            if (store_draws == "summary" and group in _DRAW_GROUPS and "draw" in da.dims and da.size > max_values
+                    and local_dims & set(da.dims) and draws > len(STORED_STATS)):
+                summaries[name] = _summarise(da)
+        ds = ds.drop_vars(list(summaries))
+        for name, da in ds.data_vars.items():
+            if np.issubdtype(da.dtype, np.integer):
+                ds[name] = da.copy(data=_smallest_int(np.asarray(da)))
+        nodes[f"/{group}"] = ds
+        if summaries:
+            summarised[group] = list(summaries)
+            nodes[f"/{group}_summary"] = xr.Dataset(summaries, attrs={
+                "ppzoo_note": f"per-element {', '.join(STORED_STATS)} over chains and draws of the {group} "
+                              f"variables with more than {int(max_values)} values; ppzoo.report(..., "
+                              "store_draws='all') keeps every draw"})
+    out = xr.DataTree.from_dict(nodes)
+    out.attrs.update(tree.attrs)
+    encoding = {}
+    for node_path, ds in nodes.items():
+        encoding[node_path] = {
+            name: {"zlib": True, "complevel": 4, "shuffle": True}
+            for name, da in ds.data_vars.items()
+            if da.ndim and (np.issubdtype(da.dtype, np.number) or da.dtype == bool)
+        }
+    out.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    return summarised

@@ -835,6 +835,7 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
         os.replace(report, final)  # the case study's report, whole, next to the record
     else:
         import ppzoo
+        from ppzoo.arviz import write_datatree
 
         if spec.cache_dir and spec.cache_dir not in _CACHE_ON:
             ppzoo.enable_compilation_cache(spec.cache_dir)
@@ -859,7 +860,8 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
         record["metrics_s"] = time.perf_counter() - scoring
         if spec.output.get("datatree", True):
             tree = fit.to_arviz(predictive_draws=spec.output["predictive_draws"], prior_draws=spec.output["prior_draws"])
-            _write_atomic(folder / "fit.nc", lambda p: tree.to_netcdf(p, engine="h5netcdf"))
+            # Compressed, every draw kept (a sweep's runs are read back for any statistic).
+            _write_atomic(folder / "fit.nc", lambda p: write_datatree(tree, p, store_draws="all"))
     record.update({
         "status": "ok",
         "attempts": attempt,

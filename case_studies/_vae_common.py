@@ -1,7 +1,8 @@
 """What the two VAE-family case studies share: training the six models, figures, the amortization gap.
 
 Only the public API is used: ``ppzoo.fit``, the zoo models and their helpers in ``ppzoo.models.vae``,
-``ppzoo.amortization.amortization_gap``, ``ppzoo.report.Section``.
+``ppzoo.amortization.amortization_gap``, ``ppzoo.report.Section`` and the checks in ``ppzoo.checks``
+(posterior collapse, convergence).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import pandas as pd
 
 import ppzoo
 from ppzoo.amortization import amortization_gap
+from ppzoo.checks import closed_loop_section, convergence_check, posterior_collapse, unconverged_note
 from ppzoo.models.vae import decoder_function, encode, posterior_model
+from ppzoo.report import Section
 
 __all__ = [
     "MODELS",
@@ -30,6 +33,9 @@ __all__ = [
     "amortization_table",
     "grid_image",
     "describe",
+    "collapse_checks",
+    "collapse_section",
+    "amortization_checks",
 ]
 
 #: The six registry names, in the order of the reports.
@@ -229,18 +235,75 @@ AMORTIZATION_COLUMNS = {
 }
 
 
-def amortization_table(gaps: Mapping[str, dict[str, Any]], fits: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per model: the gap's scalars and the NUTS diagnostics."""
+def amortization_table(gaps: Mapping[str, dict[str, Any]], fits: Mapping[str, Any],
+                       collapse: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per model: the gap's scalars and the NUTS diagnostics.
+
+    A row whose NUTS fit has not converged (r_hat above 1.01) is labelled so ("vae (unconverged: r_hat 1.05)"):
+    its gap numbers compare the encoder with chains that do not yet describe the posterior. A model whose
+    encoder has collapsed (``collapse[name].passed is False``) is labelled "collapsed": with no active latent
+    dimension its encoder and exact posterior are both the prior, so they agree trivially.
+    """
     rows = {}
     for name, gap in gaps.items():
         row = {label: gap[key] for key, label in AMORTIZATION_COLUMNS.items() if key in gap}
+        check = convergence_check(fits[name], name)
+        table = check.tables[0][1] if check.tables else None
+        if table is not None:
+            row["max r_hat"] = float(table["max r_hat"].max())
+            row["min ESS"] = float(table[["min ESS bulk", "min ESS tail"]].min().min())
         stats = fits[name].sample_stats
         row["divergences"] = int(np.asarray(stats["diverging"]).sum())
         row["NUTS s"] = round(fits[name].timings["total_s"], 1)
-        rows[name] = row
+        marks = [note for note in (unconverged_note(fits[name]),) if note]
+        if collapse is not None and name in collapse and collapse[name].passed is False:
+            marks.append("collapsed: 0 active dims")
+        rows[name + (f" ({'; '.join(marks)})" if marks else "")] = row
     frame = pd.DataFrame(rows).T
     frame.index.name = "model"
     return frame
+
+
+def amortization_checks(fits: Mapping[str, Any], engine: str, *, skip: Sequence[str] = ()) -> list:
+    """The convergence verdict of each model's MCMC fit on the held-out images (``skip``: those the page's own
+    engine section already judges), for the verdict strip."""
+    return [convergence_check(fit, f"{name} {engine}, held-out") for name, fit in fits.items() if name not in skip]
+
+
+def collapse_checks(trained: Mapping[str, TrainedModel]) -> dict[str, Any]:
+    """Posterior collapse of each model's encoder on its training images (:func:`ppzoo.checks.posterior_collapse`)."""
+    return {name: posterior_collapse(t.mean, t.sd, label=name) for name, t in trained.items()}
+
+
+def collapse_section(checks: Mapping[str, Any], num_images: int) -> Section:
+    """One section: a verdict line per model, then its active dimensions and KL per dimension side by side."""
+    section = closed_loop_section(list(checks.values()), title="Posterior collapse: active latent dimensions")
+    activity, kl = {}, {}
+    for name, check in checks.items():
+        per_dim = check.tables[0][1]
+        activity[name] = per_dim["activity Var_x(E_q[z|x])"]
+        kl[name] = per_dim["KL to prior (nats)"]
+    activity_frame, kl_frame = pd.DataFrame(activity).T, pd.DataFrame(kl).T
+    for frame in (activity_frame, kl_frame):
+        frame.index.name = "model"
+    active = (activity_frame > 0.01).sum(axis=1)
+    kl_frame.insert(0, "active dims", active)
+    kl_frame.insert(1, "total KL", kl_frame.drop(columns="active dims").sum(axis=1))
+    collapsed = pd.Series([c.passed is False for c in checks.values()], index=kl_frame.index)
+    section.text = (
+        f"<p>On the {num_images} training images: a latent dimension is <b>active</b> when the variance over the "
+        "images of its encoder mean exceeds 0.01 (Burda, Grosse &amp; Salakhutdinov 2016); the KL of each "
+        "dimension is KL(q(z_j | x) || N(0, 1)) averaged over the images, in nats. A model with no active dimension "
+        "has collapsed: its encoder ignores the image, every reconstruction is the same mean image, and numbers that "
+        "reward closeness to the prior (predictive coverage, agreement with the exact posterior) flatter it. "
+        "Collapsed rows are red.</p>" + section.text
+    )
+    section.tables = [
+        ("Active dimensions, total KL and KL per latent dimension (nats per image)", kl_frame, collapsed),
+        ("Activity per latent dimension: variance over the images of the encoder mean (active above 0.01)",
+         activity_frame, collapsed),
+    ]
+    return section
 
 
 def amortization_text(num_images: int, engine: str, settings: Mapping[str, Any]) -> str:

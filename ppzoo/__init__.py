@@ -38,6 +38,7 @@ _LAZY = {
     "load_reference": ("ppzoo.reference", "load_reference"),
     "intervene": ("ppzoo.causal", "intervene"),
     "counterfactual": ("ppzoo.causal", "counterfactual"),
+    "Claim": ("ppzoo.report", "Claim"),
 }
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
     "image_ppc_figure",
     "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
+    "convergence_diagnostics", "convergence_table", "convergence_check", "max_r_hat", "unconverged_note",
+    "mark_unconverged", "posterior_collapse", "ACTIVE_VARIANCE",
 ]
 
 #: Tail probability below which a check fails (two-sided where it applies).
@@ -750,15 +752,374 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
 
 
 def closed_loop_section(checks: Sequence[Check], *, title: str = "Closed loop") -> Section:
-    """One report section: a verdict line per check (green pass, red fail, grey not applicable), then figures."""
+    """One report section: a verdict line per check (green pass, red fail, grey not applicable), then figures.
+
+    The checks stay on the section (``section.checks``): :func:`ppzoo.report` lists them in the page's verdict
+    strip, linked to this section, whichever section of the page holds them.
+    """
     lines = []
     for c in checks:
         css, word = {True: ("good", "PASS"), False: ("bad", "FAIL"), None: ("na", "n/a")}[c.passed]
         lines.append(f"<li><b class='{css}'>{word}</b> <b>{html.escape(c.name)}</b>: {html.escape(c.verdict)}</li>")
-    section = Section(title, text="<ul class='verdicts'>" + "".join(lines) + "</ul>")
+    section = Section(title, text="<ul class='verdicts'>" + "".join(lines) + "</ul>", checks=checks)
     section.tables = [(caption, frame, None) for c in checks for caption, frame in c.tables]
     section.figures = [fig for c in checks for fig in c.figures]
     return section
+
+
+# ------------------------------------------------------------------------------- failures flagged where they are
+
+
+def _z_scale(a: np.ndarray) -> np.ndarray:
+    """Each row of ``a`` ``(n, chain, draw)`` rank-normalised over its chains and draws (Blom's offset 3/8)."""
+    from scipy import stats
+    from scipy.special import ndtri
+
+    flat = a.reshape(a.shape[0], -1)
+    ranks = stats.rankdata(flat, method="average", axis=1)
+    return ndtri((ranks - 0.375) / (flat.shape[1] + 0.25)).reshape(a.shape)
+
+
+def _split_chains(a: np.ndarray) -> np.ndarray:
+    """``(n, chain, draw)`` -> ``(n, 2 chain, draw // 2)``: first and last halves (the middle draw of an odd count dropped)."""
+    half = a.shape[2] // 2
+    return np.concatenate([a[:, :, :half], a[:, :, a.shape[2] - half:]], axis=1)
+
+
+def _rhat_rows(a: np.ndarray) -> np.ndarray:
+    """Gelman-Rubin r_hat of each row of ``(n, chain, draw)``."""
+    d = a.shape[2]
+    between = d * np.var(a.mean(2), axis=1, ddof=1)
+    within = np.mean(np.var(a, axis=2, ddof=1), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((between / within + d - 1) / d)
+
+
+def _ess_rows(a: np.ndarray) -> np.ndarray:
+    """Effective sample size of each row of ``(n, chain, draw)``: Geyer's initial monotone sequence on the
+    autocorrelations pooled over chains (Vehtari et al. 2021, Eqs. 10-11), vectorised over rows; the same
+    numbers as ``arviz_stats``' per-scalar loop (tested)."""
+    import scipy.fft
+    from scipy.fft import next_fast_len
+
+    n, m, d = a.shape
+    centred = a - a.mean(2, keepdims=True)
+    size = next_fast_len(2 * d)
+    spectrum = scipy.fft.rfft(centred, n=size, axis=2)
+    acov = scipy.fft.irfft(spectrum * np.conjugate(spectrum), n=size, axis=2)[:, :, :d] / d
+    mean_var = acov[:, :, 0].mean(1) * d / (d - 1.0)
+    var_plus = mean_var * (d - 1.0) / d
+    if m > 1:
+        var_plus = var_plus + np.var(a.mean(2), axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - acov.mean(1)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    # Pairs (rho_2k, rho_2k+1). Geyer's initial positive sequence reads pairs k = 1, 2, ... while the previous
+    # pair's sum is positive (and 2k - 1 < d - 3); k* is the last pair read. The monotone sequence replaces each
+    # pair's sum by the running minimum; tau = -1 + 2 (sum of the pairs before k*) + rho_2k* (if kept).
+    num_pairs = d // 2
+    sums = rho[:, : 2 * num_pairs].reshape(n, num_pairs, 2).sum(2)
+    k = np.arange(num_pairs)
+    positive_before = np.concatenate(
+        [np.ones((n, 1), bool), np.logical_and.accumulate(sums[:, :-1] > 0, axis=1)], axis=1)
+    read = ((k >= 1) & (2 * k - 1 < d - 3))[None] & positive_before
+    k_star = np.where(read.any(1), np.max(np.where(read, k, 0), axis=1), 0)
+    rows = np.arange(n)
+    before = np.concatenate([np.zeros((n, 1)), np.cumsum(np.minimum.accumulate(sums, axis=1), axis=1)], axis=1)
+    first = rho[rows, 2 * k_star]
+    last = np.where((sums[rows, k_star] >= 0) | (first > 0), first, 0.0)
+    tau = np.maximum(-1.0 + 2.0 * before[rows, k_star] + last, 1.0 / np.log10(m * d))
+    ess = m * d / tau
+    constant = (a.max((1, 2)) - a.min((1, 2))) < np.finfo(float).resolution
+    ess = np.where(constant, float(m * d), ess)
+    return np.where(constant | np.isfinite(var_plus) & (var_plus > 0), ess, np.nan)
+
+
+#: Tail ESS: the smaller ESS of the indicators of the 5% and 95% quantiles (Vehtari et al. 2021, Sec. 4.3).
+TAIL_PROBS = (0.05, 0.95)
+
+
+def convergence_diagnostics(draws: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split r_hat, bulk ESS and tail ESS of every scalar of ``(chain, draw, *shape)`` draws.
+
+    The definitions of Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), as ``arviz_stats.rhat`` and
+    ``arviz_stats.ess`` compute them, vectorised over scalars: ArviZ loops over scalars in Python, ~3 ms each,
+    so the 6000 per-datum sources of an ICA fit took ~30 s per diagnostic; here all three take a few seconds.
+
+    Parameters
+    ----------
+    draws : array_like, shape (chain, draw, *shape)
+        MCMC draws of one site (at least 4 draws per chain).
+
+    Returns
+    -------
+    r_hat, ess_bulk, ess_tail : numpy.ndarray, each of ``shape``
+        r_hat is NaN with one chain (no between-chain comparison).
+
+    Raises
+    ------
+    ValueError
+        If ``draws`` has fewer than 3 dimensions or fewer than 4 draws per chain.
+    """
+    a = np.asarray(draws, dtype=float)
+    if a.ndim < 2 or a.shape[1] < 4:
+        raise ValueError(f"`draws` must be (chain, draw, *shape) with at least 4 draws per chain; got shape {a.shape}.")
+    shape = a.shape[2:]
+    rows = np.moveaxis(a.reshape(a.shape[:2] + (-1,)), 2, 0)  # (scalar, chain, draw)
+    split = _split_chains(rows)
+    z = _z_scale(split)
+    if a.shape[0] > 1:
+        folded = np.abs(split - np.median(split.reshape(len(split), -1), axis=1)[:, None, None])
+        r_hat = np.maximum(_rhat_rows(z), _rhat_rows(_z_scale(folded)))
+    else:
+        r_hat = np.full(len(rows), np.nan)
+    bulk = _ess_rows(z)
+    tail = np.full(len(rows), np.inf)
+    flat = rows.reshape(len(rows), -1)
+    for prob in TAIL_PROBS:
+        quantile = np.quantile(flat, prob, axis=1)
+        tail = np.fmin(tail, _ess_rows(_split_chains((rows <= quantile[:, None, None]).astype(float))))
+    bad = np.isnan(rows).any((1, 2))
+    r_hat, bulk, tail = (np.where(bad, np.nan, v).reshape(shape) for v in (r_hat, bulk, tail))
+    return r_hat, bulk, tail
+
+
+def _scalar_names(site: str, shape: tuple[int, ...]) -> list[str]:
+    return [f"{site}[{', '.join(map(str, i))}]" if shape else site for i in np.ndindex(*shape)]
+
+
+def _convergence_sites(fit: Fit) -> list[str]:
+    """The report's summary sites, then every other latent sample site (per-datum latents among them)."""
+    from ppzoo.report import global_sites
+
+    shown = global_sites(fit)
+    return shown + [s for s in fit.sites.latent if s in fit.samples and s not in shown]
+
+
+def convergence_table(fit: Fit, sites: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per site of an MCMC fit: its worst r_hat and ESS, and how many scalars miss the thresholds.
+
+    Parameters
+    ----------
+    fit : Fit
+        An MCMC fit (NUTS, BlackJAX).
+    sites : sequence of str, optional
+        Default: the report's summary sites, then every other latent site (per-datum latents such as ``z`` on
+        the plate ``"data"`` are summarised here rather than listed scalar by scalar).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``site``; columns ``role`` (global / per-datum latent / other), ``scalars``, ``max r_hat`` and
+        ``worst r_hat at``, ``r_hat > RHAT_MAX`` (a count), ``min ESS bulk``, ``min ESS tail``,
+        ``worst ESS at``, ``ESS < ESS_MIN`` (a count of scalars whose bulk or tail ESS is below it).
+    """
+    from ppzoo.report import ESS_MIN, RHAT_MAX, global_sites
+
+    shown = set(global_sites(fit))
+    per_datum = _per_datum_sites(fit)
+    rows = []
+    for site in _convergence_sites(fit) if sites is None else sites:
+        draws = np.asarray(fit.samples[site], dtype=float)
+        shape = draws.shape[2:]
+        r_hat, bulk, tail = (v.ravel() for v in convergence_diagnostics(draws))
+        names = _scalar_names(site, shape)
+        ess = np.fmin(bulk, tail)
+        worst_r = int(np.nanargmax(r_hat)) if np.isfinite(r_hat).any() else None
+        worst_e = int(np.nanargmin(ess)) if np.isfinite(ess).any() else None
+        rows.append({
+            "site": site,
+            "role": "per-datum latent" if site in per_datum else ("global" if site in shown else "other"),
+            "scalars": len(names),
+            "max r_hat": float(r_hat[worst_r]) if worst_r is not None else float("nan"),
+            "worst r_hat at": names[worst_r] if worst_r is not None else "",
+            f"r_hat > {RHAT_MAX}": int(np.sum(r_hat > RHAT_MAX)),
+            "min ESS bulk": float(np.nanmin(bulk)) if np.isfinite(bulk).any() else float("nan"),
+            "min ESS tail": float(np.nanmin(tail)) if np.isfinite(tail).any() else float("nan"),
+            "worst ESS at": names[worst_e] if worst_e is not None else "",
+            f"ESS < {ESS_MIN}": int(np.sum(ess < ESS_MIN)),
+        })
+    return pd.DataFrame(rows).set_index("site") if rows else pd.DataFrame()
+
+
+def convergence_check(fit: Fit, label: str | None = None, *, table: pd.DataFrame | None = None) -> Check:
+    """The convergence verdict of an MCMC fit, over every site it sampled (per-datum latents included).
+
+    FAIL when any scalar has r_hat above ``ppzoo.report.RHAT_MAX`` (1.01) or a bulk or tail ESS below
+    ``ppzoo.report.ESS_MIN`` (400), the thresholds of Vehtari et al. (2021); the verdict names the worst
+    scalar and counts those that miss. Not applicable to an approximation's independent draws (SVI) or to
+    one chain (no between-chain r_hat).
+
+    Parameters
+    ----------
+    fit : Fit
+        Any fit.
+    label : str, optional
+        Name of the fit on the page (default: its engine).
+    table : DataFrame, optional
+        :func:`convergence_table` of the fit, if already computed.
+
+    Returns
+    -------
+    Check
+        ``"convergence (label)"`` with the per-site table.
+    """
+    from ppzoo.report import ESS_MIN, RHAT_MAX
+
+    label = label or fit.engine
+    name = f"convergence ({label})"
+    if not _is_mcmc(fit):
+        return Check(name, None, "not applicable: independent draws from a fitted approximation (SVI), not Markov "
+                                 "chains; its optimisation is judged by the loss curve and the engines-agree check.")
+    if fit.num_draws < 4:
+        return Check(name, None, f"not applicable: {fit.num_draws} draws per chain; r_hat and ESS need at least 4.")
+    table = convergence_table(fit) if table is None else table
+    if table.empty:
+        return Check(name, None, "not applicable: the fit has no sampled sites.")
+    total = int(table["scalars"].sum())
+    r_col, e_col = f"r_hat > {RHAT_MAX}", f"ESS < {ESS_MIN}"
+    n_r, n_e = int(table[r_col].sum()), int(table[e_col].sum())
+    ess = table[["min ESS bulk", "min ESS tail"]].min(axis=1)
+    worst_e = ess.idxmin() if ess.notna().any() else None
+    ess_text = (f"min bulk ESS {table['min ESS bulk'].min():.0f}, min tail ESS {table['min ESS tail'].min():.0f}"
+                + (f" at {table.loc[worst_e, 'worst ESS at']}" if worst_e is not None else ""))
+    runs = (f"{fit.num_chains} chain{'s' if fit.num_chains > 1 else ''} x {fit.num_draws} draws; thresholds r_hat "
+            f"<= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, Vehtari et al. 2021")
+    caption = f"{label}: convergence of every sampled site (per-datum latents summarised: worst scalar and counts)"
+    if fit.num_chains < 2:
+        return Check(name, None, f"not applicable: one chain, so no between-chain r_hat (run 2 or more chains); "
+                                 f"{ess_text}, {n_e} of {total} scalars with ESS below {ESS_MIN} ({runs}).",
+                     tables=[(caption, table)])
+    worst_r = table["max r_hat"].idxmax()
+    r_hat = float(table.loc[worst_r, "max r_hat"])
+    failing = []
+    if n_r:
+        failing.append(f"max r_hat {_fmt_r_hat(r_hat)} at {table.loc[worst_r, 'worst r_hat at']} ({n_r} of {total} "
+                       f"scalars above {RHAT_MAX})")
+    if n_e:
+        failing.append(f"{ess_text} ({n_e} of {total} scalars with bulk or tail ESS below {ESS_MIN})")
+    if failing:
+        return Check(name, False, "; ".join(failing) + f" ({runs}).", tables=[(caption, table)])
+    return Check(name, True, f"all {total} scalars of {len(table)} site{'s' if len(table) > 1 else ''}: max r_hat "
+                             f"{_fmt_r_hat(r_hat)}, {ess_text} ({runs}).", tables=[(caption, table)])
+
+
+def _fmt_r_hat(r_hat: float) -> str:
+    return f"{r_hat:.2f}" if r_hat >= 1.1 else f"{r_hat:.3f}"
+
+
+def max_r_hat(fit: Fit, sites: Sequence[str] | None = None) -> float:
+    """The largest r_hat over every scalar of ``sites`` (default: every sampled site); NaN for an SVI fit or
+    one chain."""
+    if not _is_mcmc(fit) or fit.num_chains < 2 or fit.num_draws < 4:
+        return float("nan")
+    values = [convergence_diagnostics(fit.samples[s])[0] for s in (_convergence_sites(fit) if sites is None else sites)]
+    finite = [v[np.isfinite(v)] for v in values]
+    return float(max((v.max() for v in finite if v.size), default=float("nan")))
+
+
+def unconverged_note(fit: Fit, sites: Sequence[str] | None = None) -> str:
+    """``"unconverged: r_hat 1.83"`` when an MCMC fit's max r_hat over ``sites`` exceeds
+    ``ppzoo.report.RHAT_MAX``; ``""`` otherwise (converged, one chain, or not MCMC).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit a number was computed from.
+    sites : sequence of str, optional
+        The sites the number uses (default: every sampled site).
+    """
+    from ppzoo.report import RHAT_MAX
+
+    r_hat = max_r_hat(fit, sites)
+    return f"unconverged: r_hat {_fmt_r_hat(r_hat)}" if r_hat > RHAT_MAX else ""
+
+
+def mark_unconverged(text: str, fit: Fit, sites: Sequence[str] | None = None) -> str:
+    """``text`` with ``" (unconverged: r_hat 1.83)"`` appended when ``fit`` has not converged on ``sites``.
+
+    For case studies: mark a table row, column or figure label whose numbers come from an MCMC fit, e.g.
+    ``label = mark_unconverged("causal_vae (nuts)", nuts_fit, ["eps"])``.
+
+    Examples
+    --------
+    >>> row_label = mark_unconverged("NUTS abduction", fit)  # doctest: +SKIP
+    'NUTS abduction (unconverged: r_hat 1.83)'
+    """
+    note = unconverged_note(fit, sites)
+    return f"{text} ({note})" if note else text
+
+
+#: A latent dimension is active when the variance over the data of its encoder mean exceeds this (Burda,
+#: Grosse & Salakhutdinov 2016, Sec. 5.2: A_u = Cov_x(E_{u ~ q(u|x)}[u]) > 0.01).
+ACTIVE_VARIANCE = 0.01
+
+
+def posterior_collapse(encoder_mean: Any, encoder_sd: Any, *, label: str = "", prior_loc: Any = 0.0,
+                       prior_scale: Any = 1.0, threshold: float = ACTIVE_VARIANCE) -> Check:
+    """Whether an amortized Gaussian encoder has collapsed onto the prior: active dimensions and KL per dimension.
+
+    A dimension is active when the variance over the data of its encoder mean exceeds ``threshold`` (Burda et
+    al. 2016); the KL per dimension is KL(N(m, s^2) || N(prior_loc, prior_scale^2)) averaged over the data
+    (nats). FAIL when no dimension is active: the encoder then gives every datum the same code, the decoder
+    draws the same mean datum for all of them, and metrics that reward closeness to the prior (calibration,
+    amortization-gap agreement) look good for the wrong reason. Some inactive dimensions are not a failure
+    (a VAE with more latents than the data need switches the rest off); the table lists them.
+
+    Parameters
+    ----------
+    encoder_mean, encoder_sd : array_like, shape (num_data, num_latents)
+        The encoder's means and sds on data (``ppzoo.models.vae.encode(fit, x)``, ``ppzoo.models.ivae.encode``).
+    label : str
+        The model's name on the page.
+    prior_loc, prior_scale : array_like
+        The prior of each latent, broadcastable to ``encoder_mean`` (a conditional prior per datum for the iVAE).
+    threshold : float
+        Activity above which a dimension counts as active.
+
+    Returns
+    -------
+    Check
+        ``"posterior collapse (label)"``, PASS with at least one active dimension, and a table per dimension.
+
+    Raises
+    ------
+    ValueError
+        If the means and sds are not 2-D of one shape with at least 2 rows, or the sds are not positive and finite.
+
+    References
+    ----------
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted autoencoders. ICLR, Sec. 5.2.
+    """
+    mean = np.asarray(encoder_mean, dtype=np.float64)
+    sd = np.asarray(encoder_sd, dtype=np.float64)
+    if mean.ndim != 2 or mean.shape[0] < 2:
+        raise ValueError(f"`encoder_mean` must be (num_data, num_latents) with at least 2 rows; got shape {mean.shape}.")
+    if sd.shape != mean.shape:
+        raise ValueError(f"`encoder_sd` must have the shape of `encoder_mean` {mean.shape}; got {sd.shape}.")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(sd)) and np.all(sd > 0)):
+        raise ValueError("`encoder_mean` must be finite and `encoder_sd` positive and finite (sds, not log-scales).")
+    loc = np.broadcast_to(np.asarray(prior_loc, dtype=np.float64), mean.shape)
+    scale = np.broadcast_to(np.asarray(prior_scale, dtype=np.float64), mean.shape)
+    activity = mean.var(axis=0)
+    kl = (np.log(scale / sd) + (sd**2 + (mean - loc) ** 2) / (2 * scale**2) - 0.5).mean(axis=0)
+    active = activity > threshold
+    table = pd.DataFrame({"activity Var_x(E_q[z|x])": activity, "active": active, "KL to prior (nats)": kl,
+                          "mean encoder sd": sd.mean(axis=0)},
+                         index=pd.Index([f"z{j}" for j in range(mean.shape[1])], name="latent"))
+    name = f"posterior collapse ({label})" if label else "posterior collapse"
+    rule = f"active: variance of the encoder mean over the data above {threshold:g} (Burda et al. 2016)"
+    inactive = [f"z{j}" for j in np.flatnonzero(~active)]
+    if not active.any():
+        verdict = (f"collapsed: none of {mean.shape[1]} latent dimensions is active (largest activity "
+                   f"{activity.max():.2g}; {rule}); total KL to the prior {kl.sum():.3g} nats per datum over "
+                   f"{mean.shape[0]} data: the encoder gives every datum the same code, so every reconstruction is "
+                   "the same.")
+    else:
+        verdict = (f"{int(active.sum())} of {mean.shape[1]} latent dimensions active ({rule}); KL to the prior "
+                   f"{kl[active].sum():.3g} nats per datum in the active ones, {kl[~active].sum():.3g} in the rest"
+                   + (f" (inactive: {', '.join(inactive)})" if inactive else "") + f"; {mean.shape[0]} data.")
+    return Check(name, bool(active.any()), verdict, tables=[(f"{label or 'encoder'}: latent usage per dimension", table)])
 
 
 # --------------------------------------------------------------------------------------------- ppzoo check

@@ -7,6 +7,7 @@ no half-written report; an existing folder is replaced only if ppzoo wrote it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
 import importlib.metadata as md
@@ -28,27 +29,77 @@ from ppzoo.fit import Fit
 
 __all__ = [
     "report", "recovery_metrics", "remove_stale_staging", "file_stem", "Section", "MARKER", "global_sites",
-    "comparable_samples", "label_fits",
+    "comparable_samples", "label_fits", "Claim", "section_anchor", "RHAT_MAX", "ESS_MIN",
 ]
 
 MARKER = ".ppzoo-report"
 #: A summary row is flagged when r_hat exceeds this (Vehtari et al. 2021) ...
 RHAT_MAX = 1.01
-#: ... or when the bulk or tail ESS falls below this many draws per chain (Vehtari et al. 2021: 100/chain).
-ESS_PER_CHAIN_MIN = 100
+#: ... or when the bulk or tail ESS falls below this, all chains together (Vehtari et al. 2021: 400, i.e. 100 per
+#: chain for four chains); the same thresholds give each MCMC fit's convergence verdict.
+ESS_MIN = 400
 #: Sites with more scalars than this are left out of summary tables and trace plots (per-datum latents).
 MAX_SUMMARY_SCALARS = 60
 
 
 class Section:
-    """A block of the page: a heading, HTML text, tables and figures (matplotlib figures or PNG bytes)."""
+    """A block of the page: a heading, HTML text, tables and figures (matplotlib figures or PNG bytes).
+
+    ``checks`` (:class:`ppzoo.checks.Check` objects, as :func:`ppzoo.checks.closed_loop_section` sets them) are
+    listed in the page's verdict strip, linked to this section. The section's anchor on the page is
+    :func:`section_anchor` of its title.
+    """
 
     def __init__(self, title: str, *, text: str = "", tables: Sequence[tuple[str, pd.DataFrame]] = (),
-                 figures: Sequence[tuple[str, Any]] = ()) -> None:
+                 figures: Sequence[tuple[str, Any]] = (), checks: Sequence[Any] = ()) -> None:
         self.title = title
         self.text = text
         self.tables = list(tables)
         self.figures = list(figures)
+        self.checks = list(checks)
+
+
+@dataclasses.dataclass
+class Claim:
+    """One of the study's own claims, shown first in the page's verdict strip (e.g. "iVAE MCC > VAE MCC").
+
+    Attributes
+    ----------
+    name : str
+        The claim in words, with its numbers ("iVAE MCC 0.947 > VAE 0.724").
+    passed : bool or None
+        Whether the run bears it out; ``None`` when it cannot be judged here (``detail`` says why).
+    detail : str
+        What it rests on: the numbers, the tolerance, the seeds.
+    section : str, optional
+        Title of the section that shows the evidence (one of the ``sections`` passed to :func:`report`, or a
+        built-in one such as ``"What was run"``); the strip links to it.
+    """
+
+    name: str
+    passed: bool | None
+    detail: str
+    section: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Claim.name must be a non-empty string; got {self.name!r}.")
+        if self.passed is not None and not isinstance(self.passed, (bool, np.bool_)):
+            raise TypeError(f"Claim.passed must be True, False or None (cannot be judged); got {self.passed!r}.")
+        if self.passed is not None:
+            self.passed = bool(self.passed)
+        if self.section is not None and not isinstance(self.section, str):
+            raise TypeError(f"Claim.section must be a section title (str) or None; got {self.section!r}.")
+
+
+def section_anchor(title: str) -> str:
+    """The HTML id of a section with this title: ``"Engine: nuts"`` -> ``"sec-engine-nuts"``.
+
+    Stable across runs (it depends on the title only); a second section with the same title on one page gets
+    ``-2``, a third ``-3``.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return f"sec-{slug or 'section'}"
 
 
 def _png(figure: Any) -> bytes:
@@ -159,19 +210,19 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
         text.append(f"<p class='note'>{html.escape(note)}</p>")
     if sites:
         summary = arviz_stats.summary(tree, var_names=sites, round_to="none")
-        ess_min = ESS_PER_CHAIN_MIN * fit.num_chains
         if fit.num_chains > 1:
-            flag = (summary["r_hat"] > RHAT_MAX) | (summary["ess_bulk"] < ess_min) | (summary["ess_tail"] < ess_min)
+            flag = (summary["r_hat"] > RHAT_MAX) | (summary["ess_bulk"] < ESS_MIN) | (summary["ess_tail"] < ESS_MIN)
             failing = summary.index[flag].tolist()
             text.append(
-                f"<p>Flagged rows (red): r_hat &gt; {RHAT_MAX} or bulk/tail ESS &lt; {ess_min} "
-                f"({ESS_PER_CHAIN_MIN} per chain). "
+                f"<p>Flagged rows (red): r_hat &gt; {RHAT_MAX} or bulk/tail ESS &lt; {ESS_MIN} (all chains together). "
                 + (f"<b class='bad'>{len(failing)} failing: {html.escape(', '.join(failing))}</b>" if failing else "<b class='good'>None failing.</b>")
                 + "</p>"
             )
         else:
             flag = None
-            text.append("<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>")
+            text.append("<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>"
+                        if fit.losses is not None else
+                        "<p>One Markov chain: no between-chain r_hat (run two or more chains to check mixing).</p>")
         tables.append((f"{label}: ArviZ summary of {', '.join(sites)}", summary, flag))
         # arviz-plots draws one panel per scalar and refuses more than rcParams["plot.max_subplots"] (40):
         # plot whole sites, in order, while they fit in MAX_PANELS; the summary table above has them all.
@@ -221,15 +272,22 @@ def report(
     description: str = "",
     sections: Sequence[Section] = (),
     data_info: Mapping[str, Any] | None = None,
+    claims: Sequence[Claim] = (),
 ) -> Path:
     """Write the report folder of one or more fits of the same model.
+
+    The page opens with a verdict strip: the study's ``claims`` first, then every closed-loop check on the page
+    (engines agree, prior and posterior predictive, LOO, LOO-PIT, SBC, convergence of each MCMC fit, and the
+    checks of ``sections`` made by :func:`ppzoo.checks.closed_loop_section`), each PASS / FAIL / n/a and linked to
+    the section that shows its evidence; ``verdicts.csv`` holds the same rows.
 
     Parameters
     ----------
     fits : Fit, sequence of Fit, or mapping label -> Fit
         Fits of the same model (any engines). Labels default to the engine names.
     out : path-like
-        The folder to write: ``index.html``, one ``<label>.nc`` DataTree per fit (the label made shell-safe by :func:`file_stem`), ``metrics.csv``.
+        The folder to write: ``index.html``, one ``<label>.nc`` DataTree per fit (the label made shell-safe by :func:`file_stem`), ``metrics.csv``,
+        ``verdicts.csv`` (columns kind "claim" | "check", name, engine, verdict "PASS" | "FAIL" | "n/a", detail).
     truth : mapping, optional
         Known true values by site name (``ds.truth``); adds recovery metrics.
     title, description : str
@@ -247,7 +305,10 @@ def report(
     Raises
     ------
     ValueError
-        If no fit is given, the fits are of different models, or ``out`` exists and was not written by ppzoo.
+        If no fit is given, the fits are of different models, ``out`` exists and was not written by ppzoo, or a
+        claim links to a section that is not on the page.
+    TypeError
+        If ``claims`` holds something other than :class:`Claim`.
     """
     import matplotlib
 
@@ -256,6 +317,8 @@ def report(
     names = {f.model_name for f in labelled.values()}
     if len(names) > 1:
         raise ValueError(f"`fits` must be fits of one model; got models {sorted(names)}. Make one report per model.")
+    claims = list(claims)
+    _check_claims(claims, _builtin_titles(labelled) + [s.title for s in sections])
     out = Path(out)
     if out.exists() and not (out / MARKER).exists() and any(out.iterdir()):
         raise ValueError(
@@ -267,7 +330,7 @@ def report(
     staging = _staging_folder(out, "new")
     try:
         _write(labelled, staging, truth=truth, title=title, description=description, sections=sections,
-               data_info=data_info)
+               data_info=data_info, claims=claims)
         (staging / MARKER).write_text("written by ppzoo.report\n")
         if out.exists():
             trash = _staging_folder(out, "old")
@@ -369,7 +432,29 @@ def label_fits(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
     return labelled
 
 
-def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description, sections, data_info) -> None:
+#: Title of the built-in closed-loop section (predictive checks, LOO, engines agree).
+CLOSED_LOOP_TITLE = "Closed loop: predictive checks and LOO"
+
+
+def _builtin_titles(labelled: Mapping[str, Fit]) -> list[str]:
+    """The titles of the sections every page has, in page order."""
+    return ["What was run", *(f"Engine: {label}" for label in labelled), CLOSED_LOOP_TITLE, "Engines side by side"]
+
+
+def _check_claims(claims: Sequence[Claim], titles: Sequence[str]) -> None:
+    for i, claim in enumerate(claims):
+        if not isinstance(claim, Claim):
+            raise TypeError(f"`claims[{i}]` is a {type(claim).__name__}, not a ppzoo.report.Claim; make it with "
+                            "Claim(name, passed, detail, section=...).")
+        if claim.section is not None and claim.section not in titles:
+            raise ValueError(
+                f"Claim {claim.name!r} links to section {claim.section!r}, which is not on the page; use one of the "
+                f"section titles: {', '.join(repr(t) for t in titles)} (or section=None)."
+            )
+
+
+def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description, sections, data_info,
+           claims: Sequence[Claim] = ()) -> None:
     import arviz_plots
 
     first = next(iter(labelled.values()))
@@ -399,12 +484,16 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     data_frame.index.name = "data argument"
     blocks = [Section("What was run", text=_intro(first, data_info), tables=[("Fits", runs, None), ("Data", data_frame, None)])]
 
+    from ppzoo.checks import closed_loop_section, convergence_check, engines_agree, predictive_checks
+
     metrics_rows = []
     summaries = {}
     for label, f in labelled.items():
         section, summary = _engine_sections(f, trees[label], label)
         section.figures = [fig for fig in section.figures if fig[1] is not None]
         summaries[label] = summary
+        if f.losses is None:  # Markov chains (NUTS, BlackJAX): every sampled site, per-datum latents summarised
+            _add_convergence(section, convergence_check(f, label))
         blocks.append(section)
         row = {"fit": label, "engine": f.engine, "model": f.model_name, "seed": f.seed,
                "compile_s": f.timings["compile_s"], "run_s": f.timings["run_s"]}
@@ -419,15 +508,13 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     metrics = pd.DataFrame(metrics_rows)
     metrics.to_csv(folder / "metrics.csv", index=False)
 
-    from ppzoo.checks import closed_loop_section, engines_agree, predictive_checks
-
     # Several engines on one page: first say whether they found the same posterior.
     checks = [engines_agree(labelled)] if len(labelled) > 1 else []
     for label, f in labelled.items():
         for check in predictive_checks(f, trees[label], label=label):
             check.name = f"{check.name} ({label})"
             checks.append(check)
-    blocks.append(closed_loop_section(checks, title="Closed loop: predictive checks and LOO"))
+    blocks.append(closed_loop_section(checks, title=CLOSED_LOOP_TITLE))
 
     compare = Section("Engines side by side")
     sites = global_sites(first)
@@ -442,8 +529,116 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
         compare.text = _recovery_text(metrics)
     blocks.append(compare)
     blocks.extend(sections)
-    page = _page(title or f"ppzoo report: {first.model_name}", description, blocks)
+    anchors = _anchors(blocks)
+    strip = _strip_rows(claims, blocks, anchors)
+    pd.DataFrame(strip, columns=[*VERDICT_COLUMNS, "anchor"])[list(VERDICT_COLUMNS)].to_csv(
+        folder / "verdicts.csv", index=False)
+    page = _page(title or f"ppzoo report: {first.model_name}", description, blocks, anchors=anchors, strip=strip)
     (folder / "index.html").write_text(page, encoding="utf-8")
+
+
+def _verdict_word(passed: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "n/a"}[passed]
+
+
+def _add_convergence(section: Section, check: Any) -> None:
+    """An MCMC fit's convergence verdict and per-site table (worst scalar, counts) in its engine section."""
+    css = {True: "good", False: "bad", None: "na"}[check.passed]
+    section.text += (f"<p><b class='{css}'>{_verdict_word(check.passed)}</b> <b>convergence</b> of every sampled "
+                     f"site: {html.escape(check.verdict)}</p>")
+    for caption, frame in check.tables:
+        flag = (frame[[c for c in frame.columns if c.startswith(("r_hat >", "ESS <"))]] > 0).any(axis=1)
+        section.tables.append((caption, frame, flag))
+    section.checks.append(check)
+
+
+def _anchors(blocks: Sequence[Section]) -> list[str]:
+    """Each block's HTML id: :func:`section_anchor` of its title, ``-2``, ``-3`` ... for repeated titles."""
+    out, taken = [], set()
+    for block in blocks:
+        base = anchor = section_anchor(block.title)
+        k = 2
+        while anchor in taken:
+            anchor, k = f"{base}-{k}", k + 1
+        taken.add(anchor)
+        out.append(anchor)
+    return out
+
+
+#: Columns of ``verdicts.csv``, one row per line of the verdict strip.
+VERDICT_COLUMNS = ("kind", "name", "engine", "verdict", "detail")
+
+#: Order of the closed-loop checks in the strip (by name, before the fit's label); others come last.
+_CHECK_ORDER = ("engines agree", "prior predictive", "posterior predictive", "LOO", "LOO-PIT", "SBC",
+                "reference posterior", "convergence")
+
+
+def _split_label(name: str) -> tuple[str, str]:
+    """``"LOO (nuts)"`` -> ``("LOO", "nuts")``; a name without a trailing parenthesis has no fit label."""
+    match = re.fullmatch(r"(.*\S)\s+\(([^()]*)\)", name)
+    return (match.group(1), match.group(2)) if match else (name, "")
+
+
+def _strip_rows(claims: Sequence[Claim], blocks: Sequence[Section], anchors: Sequence[str]) -> list[dict[str, Any]]:
+    """The verdict strip: the study's claims, then the checks held by the page's sections, in check order.
+
+    A check that appears in two sections with the same verdict (a case study that repeats the built-in
+    predictive checks in its own closed-loop section) is listed once, linked to the first.
+    """
+    by_title: dict[str, str] = {}
+    for block, anchor in zip(blocks, anchors):
+        by_title.setdefault(block.title, anchor)
+    rows = [{"kind": "claim", "name": c.name, "engine": "", "verdict": _verdict_word(c.passed), "detail": c.detail,
+             "anchor": by_title.get(c.section) if c.section else None} for c in claims]
+    checks, seen = [], set()
+    for block, anchor in zip(blocks, anchors):
+        for check in getattr(block, "checks", ()):
+            name, engine = _split_label(check.name)
+            key = (name, engine, check.passed, check.verdict)
+            if key in seen:
+                continue
+            seen.add(key)
+            rank = next((i for i, n in enumerate(_CHECK_ORDER) if name == n or name.startswith(n + " ")),
+                        len(_CHECK_ORDER))
+            checks.append((rank, {"kind": "check", "name": name, "engine": engine,
+                                  "verdict": _verdict_word(check.passed), "detail": check.verdict, "anchor": anchor}))
+    checks.sort(key=lambda item: item[0])  # stable: fits keep their page order within a check
+    return rows + [row for _, row in checks]
+
+
+#: Longest detail shown in the strip; the whole text is on hover and in ``verdicts.csv``.
+STRIP_DETAIL_CHARS = 220
+
+
+def _strip_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    counts = {w: sum(r["verdict"] == w for r in rows) for w in ("PASS", "FAIL", "n/a")}
+    parts = [
+        "<section id='verdicts' class='strip'><p class='strip-head'><b>Verdicts</b>: "
+        f"<span class='good'>{counts['PASS']} PASS</span>, <span class='bad'>{counts['FAIL']} FAIL</span>, "
+        f"<span class='na'>{counts['n/a']} n/a</span>. The study's claims first, then ppzoo's closed-loop checks; "
+        "each name links to the section with its evidence (full text on hover and in verdicts.csv).</p>"
+        "<table class='strip'><tbody>"
+    ]
+    for kind, heading, empty in (("claim", "The study's claims", "none stated on this page"),
+                                 ("check", "Closed-loop checks", "none")):
+        group = [r for r in rows if r["kind"] == kind]
+        parts.append(f"<tr class='group'><th colspan='4'>{heading}</th></tr>")
+        if not group:
+            parts.append(f"<tr><td></td><td colspan='3' class='na small'>{empty}</td></tr>")
+        for r in group:
+            css = {"PASS": "pass", "FAIL": "fail", "n/a": "na"}[r["verdict"]]
+            name = html.escape(r["name"])
+            link = f"<a href='#{r['anchor']}'>{name}</a>" if r["anchor"] else name
+            detail = str(r["detail"])
+            short = detail if len(detail) <= STRIP_DETAIL_CHARS else detail[:STRIP_DETAIL_CHARS].rsplit(" ", 1)[0] + " ..."
+            hover = f" title='{html.escape(detail, quote=True)}'" if short != detail else ""
+            parts.append(
+                f"<tr class='{css}'><td><span class='badge {css}'>{r['verdict']}</span></td><td>{link}</td>"
+                f"<td class='small'>{html.escape(r['engine'])}</td>"
+                f"<td class='small'{hover}>{html.escape(short)}</td></tr>"
+            )
+    parts.append("</tbody></table></section>")
+    return "".join(parts)
 
 
 def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -541,14 +736,21 @@ tbody th{text-align:left;font-weight:500} tr.flag td,tr.flag th{background:#fde2
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 .warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a800} .note{background:#eef5ff;padding:.5em;border-left:4px solid #4a90d9}
 .bad{color:#b00020} .good{color:#1b7f3b} .na{color:#777} .scroll{overflow-x:auto;max-width:100%} .small{font-size:.8em;color:#555} nav a{margin-right:1em}
+.strip{border:1px solid #ccc;border-radius:4px;padding:.3em .8em;margin:0 0 1.2em;background:#fafafa} .strip-head{margin:.3em 0}
+table.strip{margin:.3em 0;width:100%} table.strip td,table.strip th{border:none;border-bottom:1px solid #eee;text-align:left;vertical-align:top;padding:.2em .5em}
+table.strip tr.group th{background:none;font-size:.85em;color:#444;padding-top:.6em} table.strip tr.fail td{background:#fdecec}
+.badge{display:inline-block;min-width:2.6em;text-align:center;border-radius:3px;color:#fff;font-weight:700;font-size:.8em;padding:.05em .3em}
+.badge.pass{background:#1b7f3b} .badge.fail{background:#b00020} .badge.na{background:#999} table.strip td:nth-child(2){min-width:12em}
 """
 
 
-def _page(title: str, description: str, blocks: Sequence[Section]) -> str:
-    nav = "".join(f'<a href="#s{i}">{html.escape(b.title)}</a>' for i, b in enumerate(blocks))
+def _page(title: str, description: str, blocks: Sequence[Section], *, anchors: Sequence[str] | None = None,
+          strip: Sequence[Mapping[str, Any]] = ()) -> str:
+    anchors = _anchors(blocks) if anchors is None else anchors
+    nav = "".join(f'<a href="#{a}">{html.escape(b.title)}</a>' for a, b in zip(anchors, blocks))
     body = []
-    for i, block in enumerate(blocks):
-        parts = [f'<h2 id="s{i}">{html.escape(block.title)}</h2>', block.text]
+    for anchor, block in zip(anchors, blocks):
+        parts = [f'<h2 id="{anchor}">{html.escape(block.title)}</h2>', block.text]
         for table in block.tables:
             caption, frame, *flag = table
             parts.append(_table(caption, frame, flag[0] if flag else None))
@@ -561,7 +763,8 @@ def _page(title: str, description: str, blocks: Sequence[Section]) -> str:
         body.append("".join(parts))
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{description}<nav>{nav}</nav>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{_strip_html(strip)}{description}"
+        f"<nav>{nav}</nav>"
         + "".join(body)
         + "</body></html>"
     )

@@ -39,7 +39,8 @@ def test_report_folder_contents(ica_report):
     # Three engines: the closed loop opens with whether they agree; ICA's per-datum sources make LOO n/a.
     verdicts = page[page.index("<ul class='verdicts'>"):]
     assert verdicts.index("engines agree") < verdicts.index("prior predictive"), verdicts[:600]
-    assert page.count("each observation has its own latent (`z`)") == 6  # LOO and LOO-PIT, three engines
+    # LOO and LOO-PIT, three engines (counted in the closed-loop section: the verdict strip repeats them).
+    assert verdicts.count("each observation has its own latent (`z`)") == 6
 
 
 def test_report_refuses_foreign_folder_and_replaces_its_own(ica_fits, tmp_path):

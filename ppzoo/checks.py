@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from ppzoo.report import Section
 
 __all__ = [
     "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
-    "image_ppc_figure",
+    "image_ppc_figure", "zero_based",
     "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
     "convergence_diagnostics", "convergence_table", "convergence_check", "max_r_hat", "unconverged_note",
     "mark_unconverged", "posterior_collapse", "ACTIVE_VARIANCE",
@@ -363,8 +364,11 @@ def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive")
     continuous = [n for n in names if n not in discrete]
     figures = []
     if continuous:
-        figures.append((caption, arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group,
-                                                           backend="matplotlib")))
+        # ArviZ leaves the observed data out of prior predictive plots; the check compares them, so draw it.
+        observed = {"observed_dist": {}} if group == "prior_predictive" and "observed_data" in tree.children else {}
+        figures.append((caption + ("; observed data in black" if observed or group == "posterior_predictive" else ""),
+                        arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group, visuals=observed or None,
+                                                  backend="matplotlib")))
     if discrete:
         counts = tree.copy()
         for g in ("observed_data", group):
@@ -511,7 +515,19 @@ def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = 
     results = [_prior_check(tree, label), _posterior_predictive_check(tree, label), _loo_check(loo, why_not),
                _loo_pit_check(tree, loo, label, why_not)]
     results[0].verdict += note  # said once per fit: the four checks share their scope
+    for check in results:  # a page with several fits shows each table once per fit: say whose it is
+        check.tables = [(caption if caption.startswith(f"{label}:") else f"{label}: {caption}", table)
+                        for caption, table in check.tables]
     return results
+
+
+def _message_figure(text: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.8))
+    ax.axis("off")
+    ax.text(0, 0.5, text[:300], fontsize=8, va="center", wrap=True)
+    return fig
 
 
 def sbc_check(result: Any) -> Check:
@@ -526,23 +542,44 @@ def sbc_check(result: Any) -> Check:
         + ("all uniform." if not failing else f"NOT uniform for {', '.join(failing)} (min p = {table['p_value'].min():.2g}).")
     )
     figures = []
+    # ArviZ's simultaneous-band ("envelope") method is deprecated and fails on these trees; its default test
+    # (POT-C) prints a p-value in each panel and marks the ranks where the ECDF departs from uniform.
+    caption = (f"SBC ({result.engine}): ECDF of each parameter's normalised ranks minus the uniform CDF (flat at 0 "
+               "under calibration); in each panel, the p-value of ArviZ's pointwise-order uniformity test (POT-C) "
+               "and, marked, the ranks where the ECDF departs from uniform. The verdict above is the chi-square "
+               "test in the table")
     try:
-        figures.append((f"SBC ({result.engine}): rank ECDF differences with simultaneous bands",
-                        arviz_plots.plot_ecdf_pit(result.to_arviz(), group="prior_sbc", backend="matplotlib")))
-    except Exception:
-        pass
+        figure = arviz_plots.plot_ecdf_pit(result.to_arviz(), group="prior_sbc", backend="matplotlib")
+    except Exception as error:  # the verdict above stands; the page says why its figure is missing
+        figures.append((f"SBC ({result.engine}): the rank ECDF plot failed ({type(error).__name__}: {error})",
+                        _message_figure(f"plot_ecdf_pit failed: {error}")))
+    else:
+        figures.append((caption, figure))
     return Check(f"SBC ({result.engine})", not failing, verdict, figures=figures,
                  tables=[(f"SBC ({result.engine})", table)])
 
 
+def zero_based(name: str) -> str:
+    """A Stan scalar name in ArviZ's 0-based indexing, as the rest of a report page: ``"theta[1]"`` ->
+    ``"theta[0]"``, ``"L[2,3]"`` -> ``"L[1, 2]"``; names without an index are returned as they are."""
+    match = re.fullmatch(r"(.*)\[([0-9,\s]+)\]", str(name))
+    if not match:
+        return str(name)
+    return f"{match.group(1)}[{', '.join(str(int(i) - 1) for i in match.group(2).split(','))}]"
+
+
 def reference_check(table: pd.DataFrame, engine: str) -> Check:
-    """The verdict line of a :func:`ppzoo.reference.compare_to_reference` table."""
+    """The verdict line of a :func:`ppzoo.reference.compare_to_reference` table, its rows named 0-based."""
+    table = table.copy()
+    table.index = pd.Index([zero_based(n) for n in table.index], name=table.index.name)
     failing = table.index[~table["passed"]].tolist()
     verdict = (
         f"{len(table)} scalars against Stan's reference draws (|z| of mean and sd < 4, W1 within its "
         "ESS-scaled bound): " + ("all within tolerance." if not failing else f"outside for {', '.join(map(str, failing))}.")
     )
-    return Check(f"reference posterior ({engine})", not failing, verdict, tables=[(f"Reference comparison ({engine})", table)])
+    caption = (f"{engine}: comparison with Stan's reference draws (indices 0-based as in ArviZ: Stan's theta[1] is "
+               "theta[0] here)")
+    return Check(f"reference posterior ({engine})", not failing, verdict, tables=[(caption, table)])
 
 
 #: MCMC vs MCMC: a difference of posterior means above this many Monte Carlo standard errors fails. Both
@@ -1218,7 +1255,8 @@ def run_check(args: argparse.Namespace) -> Path:
             f"posteriordb references: {', '.join(references)}."
         )
     out = Path(args.out or f"reports/check-{args.name}")
-    checks: list[Check] = []
+    checks: list[Check] = []  # SBC and reference checks: this page's own section
+    predictive: list[Check] = []
     fits: dict[str, Fit] = {}
     start = time.perf_counter()
     if args.name in CHECK_SETUPS:
@@ -1243,7 +1281,9 @@ def run_check(args: argparse.Namespace) -> Path:
         fit = ppzoo.fit(model, data, engine=engine, seed=args.seed, **options[engine])
         fits[engine] = fit
         tree = fit.to_arviz()
-        checks += [dataclasses.replace(c, name=f"{c.name} ({engine})") for c in predictive_checks(fit, tree, label=engine)]
+        # For checks.csv and the printed lines only: the report shows each fit's predictive checks itself.
+        predictive += [dataclasses.replace(c, name=f"{c.name} ({engine})", figures=[])
+                       for c in predictive_checks(fit, tree, label=engine)]
         if reference is not None:
             checks.append(reference_check(compare_to_reference(fit, reference), engine))
         if args.num_simulations:
@@ -1256,17 +1296,23 @@ def run_check(args: argparse.Namespace) -> Path:
             else:
                 checks.append(sbc_check(result))
     elapsed = time.perf_counter() - start
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # the predictive checks' figures: the report draws its own
+    kinds = [k for k, there in (("SBC", args.num_simulations), ("reference posterior", reference is not None)) if there]
     summary = sum(c.passed is True for c in checks), sum(c.passed is False for c in checks), sum(c.passed is None for c in checks)
     section = closed_loop_section(
-        checks, title=f"Closed loop: {summary[0]} passed, {summary[1]} failed, {summary[2]} not applicable"
+        checks, title=f"Closed loop, {' and '.join(kinds)}: {summary[0]} passed, {summary[1]} failed, "
+                      f"{summary[2]} not applicable"
     )
     folder = ppzoo.report(
         fits, out, truth=truth, title=f"ppzoo check: {args.name}",
         description=f"<p>Closed-loop checks of <code>{html.escape(args.name)}</code> with "
         f"{html.escape(', '.join(args.engines))}; {args.num_simulations} SBC simulations per engine; "
         f"{elapsed / 60:.1f} min.</p>",
-        sections=[section],
+        sections=[section] if checks else [],
     )
+    checks = predictive + checks
     verdicts = pd.DataFrame([{"check": c.name, "passed": c.passed, "verdict": c.verdict} for c in checks])
     verdicts.to_csv(folder / "checks.csv", index=False)
     for c in checks:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppzoo.arviz import MAX_STORED_VALUES, STORED_STATS, write_datatree
 from ppzoo.fit import Fit
 
 __all__ = [
@@ -108,7 +109,13 @@ def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     if hasattr(figure, "savefig") and not hasattr(figure, "add_subplot"):  # arviz_plots PlotCollection
         figure = figure.viz["figure"].item() if "figure" in getattr(figure, "viz", {}) else figure
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        if hasattr(figure, "set_layout_engine") and figure.get_layout_engine() is None:
+            # arviz-plots leaves the grid's spacing fixed: a panel's (two-line) title then runs into the tick
+            # labels of the panel above. Constrained layout makes room for titles, ticks and axis labels.
+            figure.set_layout_engine("constrained")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*constrained_layout not applied", category=UserWarning)
+        figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
 
@@ -272,6 +279,7 @@ def report(
     description: str = "",
     sections: Sequence[Section] = (),
     data_info: Mapping[str, Any] | None = None,
+    store_draws: str = "summary",
     claims: Sequence[Claim] = (),
 ) -> Path:
     """Write the report folder of one or more fits of the same model.
@@ -296,6 +304,11 @@ def report(
         Extra blocks appended by case studies.
     data_info : mapping, optional
         How the data were made (``ds.info``), shown under "What was run".
+    store_draws : {"summary", "all"}
+        How the ``.nc`` files hold per-datum variables (local latents such as ``z``, replicated data,
+        pointwise log-likelihood) with more than :data:`ppzoo.arviz.MAX_STORED_VALUES` values: ``"summary"``
+        (default) stores their per-element mean, sd and quantiles in a ``<group>_summary`` group instead of
+        every draw; ``"all"`` keeps every draw. The page says what was stored. Files are compressed either way.
 
     Returns
     -------
@@ -330,7 +343,7 @@ def report(
     staging = _staging_folder(out, "new")
     try:
         _write(labelled, staging, truth=truth, title=title, description=description, sections=sections,
-               data_info=data_info, claims=claims)
+               data_info=data_info, store_draws=store_draws, claims=claims)
         (staging / MARKER).write_text("written by ppzoo.report\n")
         if out.exists():
             trash = _staging_folder(out, "old")
@@ -454,14 +467,16 @@ def _check_claims(claims: Sequence[Claim], titles: Sequence[str]) -> None:
 
 
 def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description, sections, data_info,
-           claims: Sequence[Claim] = ()) -> None:
+           store_draws: str = "summary", claims: Sequence[Claim] = ()) -> None:
     import arviz_plots
 
     first = next(iter(labelled.values()))
     trees = {label: f.to_arviz() for label, f in labelled.items()}
     stems: set[str] = set()
+    stored = {}
     for label, tree in trees.items():
-        tree.to_netcdf(folder / f"{file_stem(label, stems)}.nc", engine="h5netcdf")
+        path = folder / f"{file_stem(label, stems)}.nc"
+        stored[label] = (path.name, write_datatree(tree, path, store_draws=store_draws))
 
     # What was run.
     runs = pd.DataFrame(
@@ -472,7 +487,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
                 "chains x draws": f"{f.num_chains} x {f.num_draws}",
                 "compile s": round(f.timings["compile_s"], 2),
                 "run s": round(f.timings["run_s"], 2),
-                "settings": ", ".join(f"{k}={v}" for k, v in f.options.items()),
+                "settings": _settings_text(f),
                 "warnings": len(f.warnings),
             }
             for label, f in labelled.items()
@@ -482,7 +497,8 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     data_rows = {k: str(np.shape(v)) if hasattr(v, "shape") else repr(v) for k, v in first.data.items()}
     data_frame = pd.DataFrame({"value": data_rows})
     data_frame.index.name = "data argument"
-    blocks = [Section("What was run", text=_intro(first, data_info), tables=[("Fits", runs, None), ("Data", data_frame, None)])]
+    blocks = [Section("What was run", text=_intro(first, data_info) + _stored_text(stored, folder),
+                      tables=[("Fits", runs, None), ("Data", data_frame, None)])]
 
     from ppzoo.checks import closed_loop_section, convergence_check, engines_agree, predictive_checks
 
@@ -510,8 +526,11 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
 
     # Several engines on one page: first say whether they found the same posterior.
     checks = [engines_agree(labelled)] if len(labelled) > 1 else []
+    prior_shown: str | None = None
     for label, f in labelled.items():
         for check in predictive_checks(f, trees[label], label=label):
+            if check.name == "prior predictive" and check.figures and len(labelled) > 1:
+                prior_shown = _prior_figures_once(check, label, f, prior_shown, labelled)
             check.name = f"{check.name} ({label})"
             checks.append(check)
     blocks.append(closed_loop_section(checks, title=CLOSED_LOOP_TITLE))
@@ -519,10 +538,15 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     compare = Section("Engines side by side")
     sites = global_sites(first)
     if len(trees) > 1 and sites:
-        compare.figures.append(("Posterior of each fit per parameter: median (dot), 50% (thick) and 94% (thin) "
-                                "intervals, chains pooled"
-                                + (" (each fit mapped onto the first fit's mode)" if getattr(first.model, "align", None) else ""),
-                                _forest(labelled, sites)))
+        aligned = getattr(first.model, "align", None) is not None
+        marked = [s for s in sites if truth and not aligned and s in truth
+                  and np.shape(truth[s]) == first.samples[s].shape[2:]]
+        compare.figures.append(("Posterior of each fit per parameter, one panel (x axis) per site: median (dot), 50% "
+                                "(thick) and 94% (thin) intervals, chains pooled"
+                                + (f"; true values: black diamonds ({', '.join(marked)})" if marked else "")
+                                + (" (each fit mapped onto the first fit's mode; the truth is not marked, as its "
+                                   "labelling of the modes is arbitrary)" if aligned else ""),
+                                _forest(labelled, sites, {s: truth[s] for s in marked})))
     shown = metrics.set_index("fit").drop(columns=["model"])
     compare.tables.append(("Per fit: timings, diagnostics" + (" and recovery of the truth" if truth else ""), shown, None))
     if truth:
@@ -641,6 +665,38 @@ def _strip_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _same_data(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if set(a) != set(b):
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if hasattr(x, "shape") or hasattr(y, "shape"):
+            if np.shape(x) != np.shape(y) or not np.array_equal(np.asarray(x), np.asarray(y)):
+                return False
+        elif x is not y and x != y:
+            return False
+    return True
+
+
+def _prior_figures_once(check: Any, label: str, fit: Fit, shown: str | None, labelled: Mapping[str, Fit]) -> str:
+    """Keep a prior predictive figure on the first fit only: the prior depends on the model and data, not on the
+    engine, so every later fit of the same data would repeat it. Returns the label whose figure is shown."""
+    import matplotlib.pyplot as plt
+
+    if shown is not None and _same_data(labelled[shown].data, fit.data):
+        for _, figure in check.figures:
+            if hasattr(figure, "savefig") and hasattr(figure, "add_subplot"):
+                plt.close(figure)
+            elif "figure" in getattr(figure, "viz", {}):
+                plt.close(figure.viz["figure"].item())
+        check.figures = []
+        return shown
+    others = [other for other, f in labelled.items() if other != label and _same_data(f.data, fit.data)]
+    check.figures = [(caption + f" (the same for {', '.join(others)}: the prior does not depend on the engine)"
+                      if others else caption, figure) for caption, figure in check.figures]
+    return label
+
+
 def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
     """Each fit's draws of ``sites``; for models with symmetric modes, mapped onto the first fit's mode."""
     fits = list(labelled.items())
@@ -662,44 +718,122 @@ def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dic
     return out
 
 
-def _forest(labelled: Mapping[str, Fit], sites: Sequence[str]):
-    """One row per scalar parameter, one coloured interval per fit (chains pooled)."""
+def _forest(labelled: Mapping[str, Fit], sites: Sequence[str], truth: Mapping[str, Any] | None = None):
+    """One panel per site, each on its own x axis (sites differ in scale); in it one row per scalar, one
+    coloured interval per fit (chains pooled), and the true value (black diamond) where ``truth`` gives it."""
     import matplotlib.pyplot as plt
 
     comparable = comparable_samples(labelled, sites)
-
-    rows = []
-    for site in sites:
-        shape = next(iter(labelled.values())).samples[site].shape[2:]
-        for idx in np.ndindex(*shape) if shape else [()]:
-            rows.append((f"{site}[{', '.join(map(str, idx))}]" if shape else site, site, idx))
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) * max(1, len(labelled) / 2) + 1.0))
+    first = next(iter(labelled.values()))
+    shapes = {site: first.samples[site].shape[2:] for site in sites}
+    heights = [max(1, int(np.prod(shapes[s], dtype=int))) for s in sites]
+    per_row = 0.32 * max(1, len(labelled) / 2)
+    fig, axes = plt.subplots(len(sites), 1, figsize=(7, per_row * sum(heights) + 0.75 * len(sites) + 0.4),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     offsets = np.linspace(-0.25, 0.25, len(labelled)) if len(labelled) > 1 else [0.0]
-    for k, (label, samples) in enumerate(comparable.items()):
-        for r, (_, site, idx) in enumerate(rows):
-            draws = samples[site].reshape((-1,) + samples[site].shape[2:])[(slice(None),) + idx]
-            q = np.quantile(draws, [0.03, 0.25, 0.5, 0.75, 0.97])
-            y = r + offsets[k]
-            ax.plot([q[0], q[4]], [y, y], color=colours[k % len(colours)], lw=1)
-            ax.plot([q[1], q[3]], [y, y], color=colours[k % len(colours)], lw=3.5)
-            ax.plot(q[2], y, "o", color=colours[k % len(colours)], ms=4, label=label if r == 0 else None)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([name for name, _, _ in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    for ax, site in zip(axes[:, 0], sites):
+        shape = shapes[site]
+        indices = list(np.ndindex(*shape)) if shape else [()]
+        for k, (label, samples) in enumerate(comparable.items()):
+            draws = samples[site].reshape((-1,) + samples[site].shape[2:])
+            colour = colours[k % len(colours)]
+            for r, idx in enumerate(indices):
+                q = np.quantile(draws[(slice(None),) + idx], [0.03, 0.25, 0.5, 0.75, 0.97])
+                y = r + offsets[k]
+                ax.plot([q[0], q[4]], [y, y], color=colour, lw=1)
+                ax.plot([q[1], q[3]], [y, y], color=colour, lw=3.5)
+                ax.plot(q[2], y, "o", color=colour, ms=4, label=label if r == 0 and ax is axes[0, 0] else None)
+        true = None if truth is None or site not in truth else np.asarray(truth[site])
+        if true is not None and true.shape == tuple(shape):
+            ax.plot([float(true[idx]) for idx in indices], range(len(indices)), "D", color="black", ms=5,
+                    mfc="none", label="truth")
+        ax.set_yticks(range(len(indices)))
+        ax.set_yticklabels([f"{site}[{', '.join(map(str, idx))}]" if shape else site for idx in indices], fontsize=8)
+        ax.set_ylim(len(indices) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=8)
+    handles, names = [], []
+    for ax in axes[:, 0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    axes[0, 0].legend(handles, names, loc="best", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _readable(value: Any) -> str:
+    """A setting as a reader wants it: numbers rounded, ``<X object at 0x...>`` as ``X``."""
+    if isinstance(value, (float, np.floating)):
+        return _fmt(value)
+    return re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(value))
+
+
+def _settings_text(fit: Fit) -> str:
+    """The engine settings that ran: the guide and optimizer an unset option stood for, objects by class name."""
+    parts = []
+    for key, value in fit.options.items():
+        if fit.engine == "svi" and key == "guide" and value is None:
+            own = getattr(fit.model, "guide", None) is not None  # a zoo model's own (amortized) guide
+            value = f"the model's own guide ({fit.model_name})" if own else "auto_normal (default)"
+        elif fit.engine == "svi" and key == "optimizer" and value is None:
+            value = f"adam({_fmt(fit.options.get('learning_rate'))})"
+        elif fit.engine == "svi" and key == "learning_rate" and fit.options.get("optimizer") is not None:
+            continue  # the optimizer given carries its own rate
+        else:
+            value = _readable(value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _stored_text(stored: Mapping[str, tuple[str, Mapping[str, list[str]]]], folder: Path) -> str:
+    """What the ``.nc`` files hold: every draw, or per-element summaries of the large per-datum variables."""
+    items = []
+    for label, (name, summarised) in stored.items():
+        size = (folder / name).stat().st_size / 1e6
+        what = "every draw of every variable"
+        if summarised:
+            parts = [f"{', '.join(names)} ({group})" for group, names in summarised.items()]
+            what = (f"every draw, except {'; '.join(parts)}: per-element {', '.join(STORED_STATS)} in "
+                    "<code>&lt;group&gt;_summary</code>")
+        items.append(f"<li><code>{html.escape(name)}</code> ({size:.1f} MB, {html.escape(label)}): {what}</li>")
+    return (
+        "<p class='small'><b>Files</b> (ArviZ DataTrees, compressed netCDF; per-datum variables with more than "
+        f"{MAX_STORED_VALUES:,} values are stored as summaries unless <code>ppzoo.report(..., "
+        "store_draws='all')</code>):</p><ul class='small'>" + "".join(items) + "</ul>"
+    )
+
+
+def _config_text(fit: Fit) -> str:
+    """The model's config, with the settings left to the data (``None``) shown by the shapes that ran."""
+    config = getattr(fit.model, "config", None)
+    text = ""
+    if config is not None:
+        if dataclasses.is_dataclass(config):
+            fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)]
+            shown = ", ".join(f"{k}={'None (from the data)' if v is None else _readable(v)}" for k, v in fields)
+            text = f"<p><b>Model config:</b> {html.escape(type(config).__name__)}({html.escape(shown)})</p>"
+        else:
+            text = f"<p><b>Model config:</b> {html.escape(_readable(config))}</p>"
+    sites = getattr(fit, "sites", None)
+    if sites is not None:
+        roles = [(n, "latent") for n in sites.latent] + [(n, "deterministic") for n in sites.deterministic] + [
+            (n, "observed") for n in sites.observed]
+        shapes = "; ".join(
+            f"{name} {tuple(np.shape(sites.values[name]))} ({role}; dims {', '.join(sites.dims.get(name, [])) or 'none'})"
+            for name, role in roles if name in sites.values)
+        text += f"<p class='small'><b>Sites as run</b> (shape of one draw): {html.escape(shapes)}</p>"
+    return text
 
 
 def _intro(fit: Fit, data_info: Mapping[str, Any] | None) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
     info = ""
     if data_info:
-        info = "<p><b>Data set:</b> " + html.escape(", ".join(f"{k}={v}" for k, v in data_info.items())) + "</p>"
-    config = getattr(fit.model, "config", None)
-    cfg = f"<p><b>Model config:</b> {html.escape(repr(config))}</p>" if config is not None else ""
+        info = "<p><b>Data set:</b> " + html.escape(", ".join(f"{k}={_readable(v)}" for k, v in data_info.items())) + "</p>"
+    cfg = _config_text(fit)
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<p><b>Model:</b> {html.escape(fit.model_name)}. <b>Written:</b> {when}.</p>{cfg}{info}"

@@ -40,6 +40,7 @@ import pandas as pd
 
 import ppzoo
 from ppzoo import laws
+from ppzoo.checks import zero_based
 from ppzoo.report import Section
 from ppzoo.results import write_results
 
@@ -565,6 +566,8 @@ def _reference_inverse(args: argparse.Namespace, which: str) -> Section:
         init = init_to_median
     fits = _fit_engines(which, model, data, init, args, target_accept_prob=ref.target_accept_prob)
     tables = {label: compare_to_reference(fit, ref) for label, fit in fits.items()}
+    for table in tables.values():  # one indexing convention on the page: ArviZ's 0-based, not Stan's 1-based
+        table.index = pd.Index([zero_based(n) for n in table.index], name=table.index.name)
     condensed = reference_table(tables)
     condensed.index = [f"{p} / {e}" for p, e in condensed.index]
     condensed.index.name = "posterior / engine"
@@ -591,7 +594,8 @@ def _reference_inverse(args: argparse.Namespace, which: str) -> Section:
         text=f"<p>Stan's 10,000 reference draws vs each engine; target acceptance {ref.target_accept_prob} "
         f"(Stan's adapt_delta {ref.adapt_delta}"
         f"{'' if ref.target_accept_prob == ref.adapt_delta else ', raised: see ppzoo.reference'}). "
-        "Rows flagged red fail the check.</p>" + svi_note,
+        "Rows flagged red fail the check. Indices are 0-based as in ArviZ (Stan's theta[1] is theta[0]).</p>"
+        + svi_note,
         tables=[("Condensed comparison with the reference (one row per engine)", condensed, ~condensed["passed"].astype(bool)),
                 ("Per parameter (log-scale rows compare log draws)", detail, ~detail["passed"].astype(bool))],
         figures=[(f"{which}: data and posterior predictive bands", figure)],

@@ -795,9 +795,9 @@ def _stored_text(stored: Mapping[str, tuple[str, Mapping[str, list[str]]]], fold
         size = (folder / name).stat().st_size / 1e6
         what = "every draw of every variable"
         if summarised:
-            parts = [f"{', '.join(names)} ({group})" for group, names in summarised.items()]
-            what = (f"every draw, except {'; '.join(parts)}: per-element {', '.join(STORED_STATS)} in "
-                    "<code>&lt;group&gt;_summary</code>")
+            parts = [f"{', '.join(names)} in {group}" for group, names in summarised.items()]
+            what = (f"every draw, except per-element {', '.join(STORED_STATS)} (in <code>&lt;group&gt;_summary</code>) "
+                    f"for {html.escape('; '.join(parts))}")
         items.append(f"<li><code>{html.escape(name)}</code> ({size:.1f} MB, {html.escape(label)}): {what}</li>")
     return (
         "<p class='small'><b>Files</b> (ArviZ DataTrees, compressed netCDF; per-datum variables with more than "
@@ -813,8 +813,11 @@ def _config_text(fit: Fit) -> str:
     if config is not None:
         if dataclasses.is_dataclass(config):
             fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)]
-            shown = ", ".join(f"{k}={'None (from the data)' if v is None else _readable(v)}" for k, v in fields)
+            shown = ", ".join(f"{k}={_readable(v)}" for k, v in fields)
             text = f"<p><b>Model config:</b> {html.escape(type(config).__name__)}({html.escape(shown)})</p>"
+            if any(v is None for _, v in fields):
+                text += ("<p class='small'>Fields left as None take their value from the data or their documented "
+                         "default when the model runs: the site shapes below are what ran.</p>")
         else:
             text = f"<p><b>Model config:</b> {html.escape(_readable(config))}</p>"
     sites = getattr(fit, "sites", None)

@@ -108,7 +108,7 @@ def test_config_left_to_the_data_is_shown_with_the_shapes_that_ran():
     data = ppzoo.data.load("linear_ica", num_data=50, num_sources=3, seed=0).data
     fit = SimpleNamespace(model=model, sites=inspect_model(model, data))
     text = report_module._config_text(fit)
-    assert "num_sources=None (from the data)" in text
+    assert "num_sources=None" in text and "take their value from the data" in text
     assert "z (50, 3) (latent; dims data, z_dim_1)" in text
 
 

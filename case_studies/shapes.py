@@ -50,8 +50,11 @@ from ppzoo.report import Section
 from ppzoo.case_studies._vae_common import (
     MODELS,
     amortization,
+    amortization_checks,
     amortization_table,
     amortization_text,
+    collapse_checks,
+    collapse_section,
     describe,
     loss_figure,
     reconstruction_figure,
@@ -237,6 +240,7 @@ def run(args: argparse.Namespace) -> Path:
 
     rows, sections, gaps, mcmc = {}, [], {}, {}
     settings = {"num_warmup": args.num_warmup, "num_samples": args.num_samples, "num_chains": args.num_chains}
+    collapse = collapse_checks(trained)
     for name, t in trained.items():
         print(f"[shapes] {name}: metrics ...", flush=True)
         rows[name] = score(t, ds, factors, seed=args.seed, metric_points=args.metric_points, full=args.full)
@@ -277,14 +281,15 @@ def run(args: argparse.Namespace) -> Path:
         tables=[("Disentanglement metrics, final training loss and timings (seconds)", table, None)],
         figures=[("Metrics by model", _bar_chart(table)), ("Training objective of each model", loss_figure(trained, len(x)))],
     )
+    first = next(iter(mcmc))
     gap_section = Section(
         "Amortization gap: encoder vs exact posterior (NUTS)",
         text=amortization_text(args.posterior_images, args.engine, settings),
-        tables=[("Encoder vs NUTS on held-out images", amortization_table(gaps, mcmc), None)],
+        tables=[("Encoder vs NUTS on held-out images", amortization_table(gaps, mcmc, collapse), None)],
+        checks=amortization_checks(mcmc, args.engine, skip=[first]),
     )
     elapsed = time.perf_counter() - total_start
     print(f"[shapes] writing the report ({elapsed:.0f} s so far) ...", flush=True)
-    first = next(iter(mcmc))
     info = {k: v for k, v in ds.info.items() if k not in ("factor_values",)}
     out = ppzoo.report(
         {f"{first}_{args.engine}_held_out": mcmc[first]},
@@ -295,7 +300,7 @@ def run(args: argparse.Namespace) -> Path:
         f"{elapsed / 60:.1f} min before the report.</p>"
         f"<p>The 'Engine' section below is the {html.escape(first)} model's NUTS fit on the held-out images (ppzoo.report "
         "describes one model's fits); the six models are compared in the sections after it.</p>",
-        sections=[comparison, gap_section, *sections],
+        sections=[collapse_section(collapse, len(x)), comparison, gap_section, *sections],
         data_info=info,
     )
     table.to_csv(Path(out) / "comparison.csv")

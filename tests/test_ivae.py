@@ -405,9 +405,14 @@ def test_case_study_smoke(tmp_path):
     out = nonlinear_ica.run(args)
     page = (out / "index.html").read_text()
     for heading in ("MCC: iVAE, VAE, linear ICA, FastICA", "MCC against the number of segments",
-                    "Recovered sources", "ELBO curves", "Posterior predictive checks", "Amortization gap"):
+                    "Recovered sources", "ELBO curves", "Posterior predictive checks", "Amortization gap",
+                    "Posterior collapse: active latent dimensions"):
         assert heading in page, heading
     import pandas as pd
+
+    verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    assert verdicts.loc[verdicts["name"] == "posterior collapse", "engine"].tolist() == ["iVAE", "VAE"]
+    assert verdicts.loc[verdicts["name"] == "convergence", "verdict"].isin(["PASS", "FAIL"]).all()
 
     rows = pd.read_csv(out / "mcc.csv")
     assert set(rows["method"]) == {"iVAE", "VAE", "linear ICA", "FastICA"}

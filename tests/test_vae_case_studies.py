@@ -19,8 +19,13 @@ def test_shapes_case_study_writes_the_comparison(tmp_path):
     assert set(shapes.METRIC_COLUMNS) <= set(table.columns)
     assert table[list(shapes.METRIC_COLUMNS)].notna().all().all()
     page = (out / "index.html").read_text()
-    for heading in ("Comparison of the six models", "Amortization gap", "Model: factor_vae", "Closed loop"):
+    for heading in ("Comparison of the six models", "Amortization gap", "Model: factor_vae", "Closed loop",
+                    "Posterior collapse: active latent dimensions"):
         assert heading in page
+    # Every model's encoder is checked for collapse, and every NUTS fit for convergence, in the verdict strip.
+    verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    assert set(verdicts.loc[verdicts["name"] == "posterior collapse", "engine"]) == {"vae", "factor_vae"}
+    assert len(verdicts[verdicts["name"] == "convergence"]) == 2
 
 
 def test_digits_case_study_says_which_metrics_apply(tmp_path):
@@ -31,3 +36,5 @@ def test_digits_case_study_says_which_metrics_apply(tmp_path):
     page = (out / "index.html").read_text()
     assert "cannot: needs the true generative factors" in page
     assert "gaussian_total_correlation" in page
+    verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    assert verdicts.loc[verdicts["name"] == "posterior collapse", "engine"].tolist() == ["beta_vae"]

@@ -309,6 +309,10 @@ def report(
         pointwise log-likelihood) with more than :data:`ppzoo.arviz.MAX_STORED_VALUES` values: ``"summary"``
         (default) stores their per-element mean, sd and quantiles in a ``<group>_summary`` group instead of
         every draw; ``"all"`` keeps every draw. The page says what was stored. Files are compressed either way.
+    claims : sequence of Claim
+        The study's own claims, listed first in the verdict strip; each ``Claim.section`` must be the title of one
+        of ``sections`` or of a built-in section ("What was run", "Engine: <label>", the closed-loop section,
+        "Engines side by side").
 
     Returns
     -------
@@ -635,6 +639,9 @@ STRIP_DETAIL_CHARS = 220
 
 
 def _strip_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The verdict strip's HTML; ``""`` for a page without verdicts (a sweep's page)."""
+    if not rows:
+        return ""
     counts = {w: sum(r["verdict"] == w for r in rows) for w in ("PASS", "FAIL", "n/a")}
     parts = [
         "<section id='verdicts' class='strip'><p class='strip-head'><b>Verdicts</b>: "

@@ -33,6 +33,7 @@ import ppzoo
 from ppzoo.metrics import gaussian_total_correlation, metric_versions
 from ppzoo.models.vae import decoder_function, encode
 from ppzoo.report import Section
+from ppzoo.results import key, table_values, write_results
 
 from ppzoo.case_studies._vae_common import (
     MODELS,
@@ -252,6 +253,10 @@ def run(args: argparse.Namespace) -> Path:
         data_info=ds.info,
     )
     table.to_csv(Path(out) / "comparison.csv")
+    headline = {**table_values(table), "wall_s": round(elapsed)}
+    headline.update({key(name, "collapsed"): check.passed is False for name, check in collapse.items()})
+    write_results(out, "digits", headline, settings={
+        k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "out"})
     return out
 
 

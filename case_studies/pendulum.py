@@ -45,6 +45,7 @@ from ppzoo.data.pendulum import OBJECTS
 from ppzoo.models import beta_vae as beta_vae_module
 from ppzoo.models.causal_vae import decode, encode, learned_adjacency, learned_graph, structural_hamming_distance
 from ppzoo.report import Section
+from ppzoo.results import table_values, write_results
 
 __all__ = ["main", "parse_args", "run", "FactorReader"]
 
@@ -682,6 +683,11 @@ def run(args: argparse.Namespace) -> Path:
                            description=description, sections=[comparison], data_info=train_ds.info)
     table.to_csv(Path(out) / "comparison.csv")
     moves_table.to_csv(Path(out) / "intervention_moves.csv")
+    headline = {**table_values(table), **table_values(moves_table, "moves"), "wall_s": round(elapsed)}
+    if nuts_table is not None:
+        headline.update(table_values(nuts_table, "abduction"))
+    write_results(out, "pendulum", headline, settings={
+        k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "out"})
     if nuts_table is not None:
         nuts_table.to_csv(Path(out) / "counterfactual_abduction.csv")
         print(nuts_table.to_string(), flush=True)

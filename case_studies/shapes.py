@@ -46,6 +46,7 @@ from ppzoo.metrics import (
 )
 from ppzoo.models.vae import encoder_function
 from ppzoo.report import Section
+from ppzoo.results import key, table_values, write_results
 
 from ppzoo.case_studies._vae_common import (
     MODELS,
@@ -304,6 +305,10 @@ def run(args: argparse.Namespace) -> Path:
         data_info=info,
     )
     table.to_csv(Path(out) / "comparison.csv")
+    headline = {**table_values(table), "wall_s": round(elapsed)}
+    headline.update({key(name, "collapsed"): check.passed is False for name, check in collapse.items()})
+    write_results(out, "shapes", headline, settings={
+        k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "out"})
     return out
 
 

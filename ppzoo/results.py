@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_FILE", "write_results", "read_results", "render_template", "render_readme", "BLOCK"]
+__all__ = ["RESULTS_FILE", "write_results", "read_results", "key", "table_values", "render_template", "render_readme", "BLOCK"]
 
 #: Name of the results file in a report folder.
 RESULTS_FILE = "results.json"
@@ -51,6 +51,27 @@ def _plain(key: str, value: Any) -> Any:
         f"results value {key!r} is a {type(value).__name__}; a results file holds numbers, booleans and "
         "strings only. Pass a scalar, e.g. float(table.loc['ivae', 'mcc'])."
     )
+
+
+def key(*parts: Any) -> str:
+    """A results name from labels: ``key("SCM-VAE", "do target MAE")`` -> ``"scm_vae_do_target_mae"``."""
+    text = "_".join(str(p) for p in parts if str(p) != "")
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return name if name and name[0].isalpha() else f"v_{name}"
+
+
+def table_values(frame: Any, prefix: str = "") -> dict[str, Any]:
+    """Every numeric or boolean cell of a table as ``{key(prefix, row, column): value}`` (rows of a
+    MultiIndex are joined); text cells are left out. Non-finite numbers become None in the file."""
+    values = {}
+    for row, series in frame.iterrows():
+        parts = row if isinstance(row, tuple) else (row,)
+        for column, value in series.items():
+            if isinstance(value, (bool, numbers.Real)) or (getattr(value, "ndim", None) == 0
+                                                            and getattr(value, "dtype", None) is not None
+                                                            and value.dtype.kind in "biuf"):
+                values[key(prefix, *parts, column)] = value
+    return values
 
 
 def write_results(

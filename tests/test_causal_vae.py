@@ -226,6 +226,12 @@ def test_case_study_smoke(tmp_path):
     assert moves.shape == (12, 4) and np.isfinite(moves.to_numpy()).all()
     assert table.loc["simulator", "shd"] == 0 and table.loc["beta_vae", "shd"] == 4
     assert np.all(np.isfinite(table[["do_target_mae", "cf_target_rmse", "cf_effect_rmse"]].to_numpy(float)))
+    from ppzoo.results import read_results
+
+    results = read_results(out)["values"]  # the headline numbers the README is rendered from
+    assert results["causal_vae_do_target_mae"] == table.loc["causal_vae", "do_target_mae"]
+    assert results["moves_simulator_do_light_angle_shadow_position"] == moves.loc[("simulator", "do(light_angle)"),
+                                                                                   "shadow_position"]
 
 
 def test_factor_reader_scores_the_simulator_near_zero():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ppzoo.case_studies import digits, shapes
+from ppzoo.results import read_results
 
 
 def test_shapes_case_study_writes_the_comparison(tmp_path):
@@ -26,6 +27,8 @@ def test_shapes_case_study_writes_the_comparison(tmp_path):
     verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
     assert set(verdicts.loc[verdicts["name"] == "posterior collapse", "engine"]) == {"vae", "factor_vae"}
     assert len(verdicts[verdicts["name"] == "convergence"]) == 2
+    results = read_results(out)["values"]  # the headline numbers the README is rendered from
+    assert results["factor_vae_mig"] == table.loc["factor_vae", "mig"] and "vae_collapsed" in results
 
 
 def test_digits_case_study_says_which_metrics_apply(tmp_path):
@@ -38,3 +41,4 @@ def test_digits_case_study_says_which_metrics_apply(tmp_path):
     assert "gaussian_total_correlation" in page
     verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
     assert verdicts.loc[verdicts["name"] == "posterior collapse", "engine"].tolist() == ["beta_vae"]
+    assert isinstance(read_results(out)["values"]["beta_vae_collapsed"], bool)

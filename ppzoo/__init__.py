@@ -39,6 +39,7 @@ _LAZY = {
     "intervene": ("ppzoo.causal", "intervene"),
     "counterfactual": ("ppzoo.causal", "counterfactual"),
     "Claim": ("ppzoo.report", "Claim"),
+    "claims": ("ppzoo.claims", None),
 }
 
 

@@ -413,6 +413,16 @@ def test_case_study_smoke(tmp_path):
     verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
     assert verdicts.loc[verdicts["name"] == "posterior collapse", "engine"].tolist() == ["iVAE", "VAE"]
     assert verdicts.loc[verdicts["name"] == "convergence", "verdict"].isin(["PASS", "FAIL"]).all()
+    # The study's own claims lead the strip; an ordering of methods over one seed is not judged.
+    claims = verdicts[verdicts["kind"] == "claim"].set_index("name")
+    assert verdicts["kind"].iloc[0] == "claim" and len(claims) == 3
+    ordering = claims.loc[[n for n in claims.index if n.startswith("iVAE held-out MCC")]]
+    assert len(ordering) == 1 and ordering["verdict"].item() == "n/a"
+    assert ordering["detail"].item() == "one seed: an ordering needs at least 3 (run --seeds 3)."
+    assert any(n.startswith("exact posterior converged (blackjax: max r_hat") for n in claims.index)
+    assert any(n.startswith("encoder agrees with the exact posterior (blackjax:") for n in claims.index)
+    assert claims["verdict"].isin(["PASS", "FAIL", "n/a"]).all()
+    assert "#sec-amortization-gap-the-encoder-against-the-exact-posterior" in page
 
     rows = pd.read_csv(out / "mcc.csv")
     assert set(rows["method"]) == {"iVAE", "VAE", "linear ICA", "FastICA"}

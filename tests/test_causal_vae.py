@@ -232,6 +232,49 @@ def test_case_study_smoke(tmp_path):
     assert results["causal_vae_do_target_mae"] == table.loc["causal_vae", "do_target_mae"]
     assert results["moves_simulator_do_light_angle_shadow_position"] == moves.loc[("simulator", "do(light_angle)"),
                                                                                    "shadow_position"]
+    # The study's claims lead the strip; orderings against the beta-VAE are not judged on one seed.
+    verdicts = __import__("pandas").read_csv(out / "verdicts.csv", keep_default_na=False)
+    claims = verdicts[verdicts["kind"] == "claim"].reset_index(drop=True)
+    assert verdicts["kind"].iloc[0] == "claim"
+    assert len(claims) == 5
+    names = list(claims["name"])
+    assert names[0].startswith("causal_vae: do() sets its target (do-target MAE")
+    assert names[1].startswith("causal_vae: do() leaves the causes still")
+    assert names[2].startswith("causal_vae largest cause movement under do() (sd)") and claims["verdict"][2] == "n/a"
+    assert names[3].startswith("causal_vae counterfactual effect direction right") and claims["verdict"][3] == "n/a"
+    assert names[4].startswith("causal_vae learns the true graph (SHD ")
+    assert claims["detail"][2].startswith("one seed: an ordering needs at least 3")
+    # The effect-law error is shown beside how far the effects move, not in the 'lower is better' table.
+    assert "Effect law under do(), beside how far the effects move" in page and "do_effect_move" in page
+    assert {"do_effect_move", "do_cause_move_max", "do_effect_law_mae"} <= set(table.columns)
+
+
+def test_pendulum_claims_are_not_won_by_a_do_nothing_model():
+    """A model whose do() changes nothing keeps the causes still and the effect law trivially: its target claim
+    fails, and with it the causes-still claim; the effect-law table marks its law error."""
+    import pandas as pd
+
+    from ppzoo.case_studies import pendulum
+
+    graph = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    columns = ["do_target_mae", "do_cause_move_max", "do_effect_move", "do_effect_law_mae", "cf_effect_direction", "shd"]
+    table = pd.DataFrame({
+        "simulator": [0.10, 0.03, 0.80, 0.32, 0.94, 0],
+        "causal_vae": [0.15, 0.06, 0.50, 0.30, 0.80, 2],
+        "scm_vae": [0.90, 0.00, 0.00, 0.05, 0.00, 0],  # do() does nothing
+        "beta_vae": [0.50, 0.89, 0.10, 0.27, 0.75, 4],
+    }, index=columns).T
+    claims = {c.name.split(" (")[0]: c for c in pendulum.study_claims(table, graph, seed=0)}
+    assert claims["causal_vae: do() sets its target"].passed is True
+    assert claims["causal_vae: do() leaves the causes still"].passed is True
+    assert claims["scm_vae: do() sets its target"].passed is False
+    still = claims["scm_vae: do() leaves the causes still"]
+    assert still.passed is False and "moves nothing" in still.detail
+    assert claims["causal_vae learns the true graph"].passed is False
+    orderings = [c for n, c in claims.items() if "largest cause movement" in n or "effect direction" in n]
+    assert len(orderings) == 4 and all(c.passed is None for c in orderings)  # one seed
+    law = pendulum.effect_law_table(table)
+    assert list(law.index[law["effect move / simulator's"] < pendulum.EFFECT_MOVE_SHARE]) == ["scm_vae", "beta_vae"]
 
 
 def test_factor_reader_scores_the_simulator_near_zero():

@@ -37,7 +37,10 @@ def test_ordering_with_too_few_seeds_is_not_judged():
     assert claim.passed is None
     assert claim.detail == "one seed: an ordering needs at least 3 (run --seeds 3)."
     claim = ordering_claim({"a": [1.0, np.nan, 1.0], "b": [0.0, 0.0, 0.0]}, winner="a", metric="score")
-    assert claim.passed is None and "not finite for a" in claim.detail
+    assert claim.passed is None and "not a number for a" in claim.detail
+    # A law whose simulation blew up (RMSE inf) loses; it is not "undecided".
+    claim = ordering_claim({"a": [np.inf], "b": [0.1]}, winner="a", metric="RMSE", higher_is_better=False, min_seeds=1)
+    assert claim.passed is False
 
 
 def test_ordering_errors_name_the_problem():

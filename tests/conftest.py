@@ -43,16 +43,20 @@ def conjugate_fits(conjugate_data):
 
 @pytest.fixture(scope="session")
 def ica_data():
-    return ppzoo.data.load("linear_ica", num_data=1000, num_sources=3, seed=0)
+    """The ICA case study's default setting at half its size: 3 Laplace sources seen in 4 dimensions, 1000 points."""
+    return ppzoo.data.load("linear_ica", num_data=1000, num_sources=3, num_observed=4, seed=0)
 
 
 @pytest.fixture(scope="session")
 def ica_fits(ica_data):
-    """3 Laplace sources x 1000 points, fit once per engine for the session (reused by the report tests)."""
-    model = ppzoo.models.get("ica")
-    mcmc = dict(num_warmup=200, num_samples=200, num_chains=2)
-    return {
-        "nuts": ppzoo.fit(model, ica_data.data, engine="nuts", seed=0, **mcmc),
-        "blackjax": ppzoo.fit(model, ica_data.data, engine="blackjax", seed=0, **mcmc),
-        "svi": ppzoo.fit(model, ica_data.data, engine="svi", seed=0, steps=2000, learning_rate=0.02, num_draws=200),
-    }
+    """The case study's default model and engine settings (``ppzoo run ica``) on ``ica_data``, 4 chains x 300 + 300
+    and 2000 SVI steps, fit once per engine for the session (reused by the report tests)."""
+    import argparse
+
+    from ppzoo.case_studies.ica import engine_settings
+
+    model = ppzoo.models.get("ica", num_sources=3, noise="off_span")
+    args = argparse.Namespace(setting="overdetermined", num_warmup=300, num_samples=300, num_chains=4, svi_steps=2000)
+    settings = engine_settings(args, ica_data.data["x"], model)
+    settings["svi"]["num_draws"] = 600
+    return {engine: ppzoo.fit(model, ica_data.data, engine=engine, seed=0, **settings[engine]) for engine in settings}

@@ -20,7 +20,7 @@ import ppzoo
 from ppzoo.amortization import amortization_gap
 from ppzoo.checks import closed_loop_section, convergence_check, posterior_collapse, unconverged_note
 from ppzoo.models.vae import decoder_function, encode, posterior_model
-from ppzoo.report import Section
+from ppzoo.report import Claim, Section
 
 __all__ = [
     "MODELS",
@@ -36,7 +36,12 @@ __all__ = [
     "collapse_checks",
     "collapse_section",
     "amortization_checks",
+    "collapse_claim",
+    "COLLAPSE_SECTION",
 ]
+
+#: Title of the posterior-collapse section (claims link to it).
+COLLAPSE_SECTION = "Posterior collapse: active latent dimensions"
 
 #: The six registry names, in the order of the reports.
 MODELS: tuple[str, ...] = ("vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii")
@@ -277,7 +282,7 @@ def collapse_checks(trained: Mapping[str, TrainedModel]) -> dict[str, Any]:
 
 def collapse_section(checks: Mapping[str, Any], num_images: int) -> Section:
     """One section: a verdict line per model, then its active dimensions and KL per dimension side by side."""
-    section = closed_loop_section(list(checks.values()), title="Posterior collapse: active latent dimensions")
+    section = closed_loop_section(list(checks.values()), title=COLLAPSE_SECTION)
     activity, kl = {}, {}
     for name, check in checks.items():
         per_dim = check.tables[0][1]
@@ -304,6 +309,20 @@ def collapse_section(checks: Mapping[str, Any], num_images: int) -> Section:
          activity_frame, collapsed),
     ]
     return section
+
+
+def collapse_claim(checks: Mapping[str, Any]) -> Claim:
+    """The claim "no model collapsed": FAIL naming each model whose encoder has no active latent dimension."""
+    collapsed = [name for name, check in checks.items() if check.passed is False]
+    active = {name: int(check.tables[0][1]["active"].sum()) for name, check in checks.items()}
+    return Claim(
+        f"no model collapsed: every encoder keeps an active latent dimension ({len(checks) - len(collapsed)} of "
+        f"{len(checks)})",
+        not collapsed,
+        "active dimensions: " + ", ".join(f"{n} {k}" for n, k in active.items())
+        + (f"; collapsed (encoder ignores the image): {', '.join(collapsed)}." if collapsed else "."),
+        COLLAPSE_SECTION,
+    )
 
 
 def amortization_text(num_images: int, engine: str, settings: Mapping[str, Any]) -> str:

@@ -133,10 +133,9 @@ def loss_figure(trained: Mapping[str, TrainedModel], num_data: int):
 
 def describe(docstring: str) -> str:
     """The docstring's second paragraph as HTML (``code`` spans rendered)."""
-    import re
+    from ppzoo.report import rst_to_html
 
-    text = html.escape(" ".join(docstring.split("\n\n")[1].split()))
-    return "<p>" + re.sub(r"``(.+?)``", r"<code>\1</code>", text) + "</p>"
+    return "<p>" + rst_to_html(docstring.split("\n\n")[1]) + "</p>"
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:

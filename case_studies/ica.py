@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ppzoo
-from ppzoo.report import Section
+from ppzoo.report import Section, rst_to_html
 from ppzoo.results import write_results
 
 __all__ = ["engine_settings", "main", "parse_args", "run"]
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> Path:
         args.out,
         truth=ds.truth,
         title="ppzoo case study: Bayesian linear ICA, three engines",
-        description="<p>" + __doc__.split("\n\n")[1].replace("\n", " ") + "</p>",
+        description="<p>" + rst_to_html(__doc__.split("\n\n")[1]) + "</p>",
         sections=[recovery],
         data_info=ds.info,
         claims=claims,

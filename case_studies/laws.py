@@ -42,7 +42,7 @@ import ppzoo
 from ppzoo import laws
 from ppzoo.checks import zero_based
 from ppzoo.claims import all_of, interval_claim, ordering_claim
-from ppzoo.report import Claim, Section
+from ppzoo.report import Claim, Section, rst_to_html
 from ppzoo.results import write_results
 
 __all__ = ["main", "parse_args", "run", "SYSTEMS", "CANDIDATES", "discovery_claims", "reference_claims",
@@ -174,15 +174,6 @@ def _equations(table: pd.DataFrame) -> str:
         rhs = rhs[2:] if rhs.startswith("+ ") else "-" + rhs[2:] if rhs.startswith("- ") else rhs
         items.append(f"<li><code>{html.escape(equation)} = {html.escape(rhs)}</code></li>")
     return "<ul>" + "".join(items) + "</ul>"
-
-
-def _rst_to_html(text: str) -> str:
-    """The module docstring's reST roles and literals as HTML."""
-    import re
-
-    text = html.escape(text.replace("\n", " "))
-    text = re.sub(r":\w+:`~?([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"``([^`]+)``", r"<code>\1</code>", text)
 
 
 def _interval_table(law, truth: pd.DataFrame) -> pd.DataFrame:
@@ -635,7 +626,7 @@ def run(args: argparse.Namespace) -> Path:
         name = args.systems[0]
         main_fits = {f"{name} law": found[name][1].fit}
     _log(f"writing the report ({time.perf_counter() - start:.0f} s so far) ...")
-    description = "<p>" + "</p><p>".join(_rst_to_html(p) for p in __doc__.split("\n\n")[1:3]) + "</p>"
+    description = "<p>" + "</p><p>".join(rst_to_html(p) for p in __doc__.split("\n\n")[1:3]) + "</p>"
     out = ppzoo.report(
         main_fits,
         args.out,

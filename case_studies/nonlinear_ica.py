@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
-import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -50,7 +49,7 @@ from ppzoo.checks import closed_loop_section, mark_unconverged, posterior_collap
 from ppzoo.claims import ordering_claim
 from ppzoo.metrics import match_components, mcc
 from ppzoo.models.ivae import encode, prior_log_variance
-from ppzoo.report import RHAT_MAX, Claim, Section
+from ppzoo.report import RHAT_MAX, Claim, Section, rst_to_html
 from ppzoo.results import write_results
 
 __all__ = ["main", "parse_args", "run", "Settings", "SMALL", "FULL", "split_heldout", "fit_methods"]
@@ -449,9 +448,6 @@ def _predictive(fit, u: np.ndarray, key_seed: int, *, z: np.ndarray | None = Non
 # ---------------------------------------------------------------------------------------------- run
 
 
-def _rst_to_html(text: str) -> str:
-    """A docstring paragraph as HTML: escaped, ``literals`` as <code>, one line."""
-    return re.sub(r"``(.+?)``", r"<code>\1</code>", html.escape(text, quote=False)).replace("\n", " ")
 
 
 def _table(rows: list[dict], index: str | list[str]) -> pd.DataFrame:
@@ -753,7 +749,7 @@ def run(args: argparse.Namespace) -> Path:
                          "--batch-size 0 or --mcmc-engines nuts.")
     elapsed = time.perf_counter() - started
     description = (
-        "<p>" + _rst_to_html(__doc__.split("\n\n")[1]) + "</p>"
+        "<p>" + rst_to_html(__doc__.split("\n\n")[1]) + "</p>"
         f"<p class='small'>Total run time {elapsed:.0f} s. The 'Engine' sections below show each fit on the "
         "points it was fit to: the MCMC fits on the held-out points"
         + (", the SVI fits on the training points" if "iVAE (SVI)" in report_fits else

@@ -45,7 +45,7 @@ from ppzoo.claims import ordering_claim
 from ppzoo.data.pendulum import OBJECTS
 from ppzoo.models import beta_vae as beta_vae_module
 from ppzoo.models.causal_vae import decode, encode, learned_adjacency, learned_graph, structural_hamming_distance
-from ppzoo.report import Claim, Section
+from ppzoo.report import Claim, Section, rst_to_html
 from ppzoo.results import table_values, write_results
 
 __all__ = ["main", "parse_args", "run", "FactorReader", "study_claims", "effect_law_table"]
@@ -690,7 +690,7 @@ def run(args: argparse.Namespace) -> Path:
     elapsed = time.perf_counter() - total
     print(f"[pendulum] writing the report ({elapsed:.0f} s so far) ...", flush=True)
     description = (
-        "<p>" + html.escape(" ".join(__doc__.split("\n\n")[1].split())) + "</p>"
+        "<p>" + rst_to_html(__doc__.split("\n\n")[1]) + "</p>"
         f"<p>Run settings: {html.escape(', '.join(f'{k}={v}' for k, v in vars(args).items()))}; "
         f"{elapsed / 60:.1f} min before the report.</p>"
     )

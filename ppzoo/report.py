@@ -29,7 +29,7 @@ from ppzoo.arviz import MAX_STORED_VALUES, STORED_STATS, write_datatree
 from ppzoo.fit import Fit
 
 __all__ = [
-    "report", "recovery_metrics", "remove_stale_staging", "file_stem", "Section", "MARKER", "global_sites",
+    "report", "recovery_metrics", "remove_stale_staging", "file_stem", "rst_to_html", "Section", "MARKER", "global_sites",
     "comparable_samples", "label_fits", "Claim", "section_anchor", "RHAT_MAX", "ESS_MIN",
 ]
 
@@ -413,6 +413,14 @@ def remove_stale_staging(out: str | os.PathLike[str]) -> list[Path]:
             removed.append(folder)
     return removed
 
+
+
+def rst_to_html(text: str) -> str:
+    """A docstring paragraph as HTML for a report: escaped, one line, ``literals`` and Sphinx roles
+    (``:func:`ppzoo.fit```) as ``<code>``."""
+    text = html.escape(" ".join(text.split()), quote=False)
+    text = re.sub(r":\w+:`~?([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"``(.+?)``", r"<code>\1</code>", text)
 
 def file_stem(label: str, taken: set[str] | None = None) -> str:
     """A file name a shell can use without quoting, from a fit's label: ``"iVAE (NUTS, exact)"`` ->

@@ -100,6 +100,11 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         return 0
     cache = ppzoo.enable_compilation_cache(args.cache_dir)
     print(f"JAX compilation cache: {cache}", flush=True)
+    import matplotlib
+
+    # A case study keeps every figure of its page open until ppzoo.report embeds and closes it (dozens on the
+    # VAE pages), which is intended, so matplotlib's more-than-20-open-figures warning says nothing here.
+    matplotlib.rcParams["figure.max_open_warning"] = 0
     try:
         module.main(rest)
     except FileNotFoundError as error:

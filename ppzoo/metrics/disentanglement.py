@@ -546,7 +546,9 @@ def modularity_explicitness(
                 f"factor column {k} takes one value in the training rows; pass more rows or a larger "
                 "`train_fraction`."
             )
-        model = LogisticRegression(random_state=seed).fit(train_codes, labels[train, k])
+        # max_iter: sklearn's default of 100 L-BFGS iterations stops short on some codes (ConvergenceWarning);
+        # the metric is defined at the fitted optimum.
+        model = LogisticRegression(max_iter=1000, random_state=seed).fit(train_codes, labels[train, k])
         explicit_train.append(_roc_auc(model.classes_, model.predict_proba(train_codes), labels[train, k]))
         explicit_test.append(_roc_auc(model.classes_, model.predict_proba(test_codes), labels[test, k]))
     return {
@@ -752,7 +754,7 @@ def beta_vae_score(
             f"all {num_train} training points fixed the same factor, so no classifier can be trained; "
             "increase `num_train`."
         )
-    model = LogisticRegression(random_state=int(rng.integers(2**31 - 1))).fit(train_x, train_y)
+    model = LogisticRegression(max_iter=1000, random_state=int(rng.integers(2**31 - 1))).fit(train_x, train_y)
     eval_x, eval_y = features(num_eval)
     return {
         "train_accuracy": float(np.mean(model.predict(train_x) == train_y)),

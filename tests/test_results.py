@@ -30,7 +30,10 @@ def test_readme_quotes_exactly_the_committed_results():
 
 
 def test_every_results_file_has_its_readme_block_and_template():
+    from ppzoo.cli import CASE_STUDIES
+
     readme, templates, results = _script().load(ROOT)
+    assert set(results) == set(CASE_STUDIES), "every case study's default run has a committed results file"
     for case, payload in results.items():
         assert payload["case"] == case
         assert f"<!-- results:{case} -->" in readme and f"<!-- /results:{case} -->" in readme, case

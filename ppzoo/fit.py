@@ -168,6 +168,28 @@ def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[st
     return accepted, required
 
 
+def _check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> None:
+    """``data`` is a mapping of the model's keyword arguments: no unknown key and, with ``require``, no
+    required argument missing."""
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            "`data` must be a mapping of the model's keyword arguments, e.g. {'x': x}; "
+            f"got {type(data).__name__}. For a ppzoo data set pass `ds.data`."
+        )
+    accepted, required = _model_arguments(model)
+    if accepted is None:
+        return
+    unknown = sorted(set(data) - accepted)
+    if unknown:
+        raise TypeError(
+            f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
+            f"The model takes: {', '.join(sorted(accepted)) or 'no arguments'}."
+        )
+    missing = sorted(required - set(data))
+    if require and missing:
+        raise TypeError(f"The model requires argument(s) {', '.join(map(repr, missing))}; add them to `data`.")
+
+
 def _check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
     """The data with lists of numbers as arrays; text, objects, NaN and inf refused (naming the key)."""
     checked = {}
@@ -197,22 +219,7 @@ def _validate(model, data, engine, options) -> tuple[Callable[..., Any], dict[st
         raise ValueError(f"Unknown engine {engine!r}. Valid engines: {', '.join(map(repr, ENGINES))}.")
     option_class, _ = ENGINES[engine]
     opts = option_class.from_kwargs(engine, dict(options))
-    if not isinstance(data, Mapping):
-        raise TypeError(
-            "`data` must be a mapping of the model's keyword arguments, e.g. {'x': x}; "
-            f"got {type(data).__name__}. For a ppzoo data set pass `ds.data`."
-        )
-    accepted, required = _model_arguments(model)
-    if accepted is not None:
-        unknown = sorted(set(data) - accepted)
-        if unknown:
-            raise TypeError(
-                f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
-                f"The model takes: {', '.join(sorted(accepted)) or 'no arguments'}."
-            )
-        missing = sorted(required - set(data))
-        if missing:
-            raise TypeError(f"The model requires argument(s) {', '.join(map(repr, missing))}; add them to `data`.")
+    _check_arguments(model, data, require=True)
     data = _check_finite(data)
     if isinstance(model, ZooModel) and model.check_data is not None:
         model.check_data(data, model.config)
@@ -285,16 +292,7 @@ def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str,
     """
     if isinstance(model, str):
         model = get_model(model)
-    if not isinstance(data, Mapping):
-        raise TypeError(f"`data` must be a mapping of the model's keyword arguments, e.g. {{'x': x}}; got {type(data).__name__}.")
-    accepted, _ = _model_arguments(model)
-    if accepted is not None:
-        unknown = sorted(set(data) - accepted)
-        if unknown:
-            raise TypeError(
-                f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
-                f"The model takes: {', '.join(sorted(accepted)) or 'no arguments'}."
-            )
+    _check_arguments(model, data, require=False)
     data = _check_finite(data)
     if isinstance(model, ZooModel) and model.check_data is not None:
         model.check_data(data, model.config)

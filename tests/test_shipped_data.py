@@ -29,7 +29,6 @@ MAX_WHEEL_BYTES = 10_000_000
 # Paths that would send ppzoo (or its user) to a folder beside the repository, which a clone does not have.
 _OUTSIDE_PATHS = [
     re.compile(r"\.\./shared"),
-    re.compile(r"shared/validation"),
     re.compile(r"(?<![\w/.-])shared/"),  # a path that starts at shared/ ("methods/shared/x.py" is fine)
     re.compile(r"""["']shared["']"""),  # a path component, as in Path(...) / "shared"
 ]

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> Path:
 def _claims(fits: dict, truth: dict, baseline: dict) -> tuple[list, dict]:
     """The study's claims (every engine recovers the noise scale and the sources; MCMC converged) and the
     numbers the README quotes."""
-    from ppzoo.checks import convergence_diagnostics, max_r_hat
+    from ppzoo.checks import convergence_diagnostics, is_mcmc, max_r_hat
     from ppzoo.claims import all_of, interval_claim
     from ppzoo.report import Claim, recovery_metrics
 
@@ -226,7 +226,7 @@ def _claims(fits: dict, truth: dict, baseline: dict) -> tuple[list, dict]:
         recovery_parts.append(Claim(f"{label}: source MCC {scores.get('mcc_pearson', np.nan):.3f} >= 0.95", mcc_ok,
                                     f"Amari distance of the mixing {scores.get('amari_distance', np.nan):.3f}; "
                                     f"FastICA: MCC {baseline['mcc_pearson']:.3f}, Amari {baseline['amari_distance']:.3f}."))
-        if fit.engine != "svi":
+        if is_mcmc(fit):
             rhat = max_r_hat(fit, ["mixing", "noise_scale"])
             ess = min(float(np.min(convergence_diagnostics(fit.samples[s])[1])) for s in ("mixing", "noise_scale"))
             values.update({f"{label}_max_rhat": rhat, f"{label}_min_ess": ess})

@@ -27,7 +27,7 @@ from ppzoo.fit import Fit
 from ppzoo.report import Section
 
 __all__ = [
-    "Check", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
+    "Check", "is_mcmc", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
     "image_ppc_figure", "zero_based",
     "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
     "convergence_diagnostics", "convergence_table", "convergence_check", "max_r_hat", "unconverged_note",
@@ -599,7 +599,7 @@ AGREE_SD_RATIO = (0.7, 1.43)
 AGREE_MAX_MEAN_SHIFT = 0.3
 
 
-def _is_mcmc(fit: Fit) -> bool:
+def is_mcmc(fit: Fit) -> bool:
     """Markov chain draws (NUTS, BlackJAX) rather than draws from an approximation fitted by optimising a
     loss (SVI's ELBO; its losses are kept on the fit)."""
     return fit.losses is None
@@ -735,7 +735,7 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
     sites = [s for s in shared if s not in per_datum]
     if not sites:
         return Check("engines agree", None, "not applicable: the fits share no global parameter to compare.")
-    mcmc = {label: f for label, f in labelled.items() if _is_mcmc(f)}
+    mcmc = {label: f for label, f in labelled.items() if is_mcmc(f)}
     diagnostics = {label: _diagnostics(f, sites) for label, f in mcmc.items()}
     rows: list[dict[str, Any]] = []
     if mcmc:
@@ -933,7 +933,7 @@ def convergence_check(fit: Fit, label: str | None = None, *, table: pd.DataFrame
 
     label = label or fit.engine
     name = f"convergence ({label})"
-    if not _is_mcmc(fit):
+    if not is_mcmc(fit):
         return Check(name, None, "not applicable: independent draws from a fitted approximation (SVI), not Markov "
                                  "chains; its optimisation is judged by the loss curve and the engines-agree check.")
     if fit.num_draws < 4:
@@ -976,7 +976,7 @@ def _fmt_r_hat(r_hat: float) -> str:
 def max_r_hat(fit: Fit, sites: Sequence[str] | None = None) -> float:
     """The largest r_hat over every scalar of ``sites`` (default: every sampled site); NaN for an SVI fit or
     one chain."""
-    if not _is_mcmc(fit) or fit.num_chains < 2 or fit.num_draws < 4:
+    if not is_mcmc(fit) or fit.num_chains < 2 or fit.num_draws < 4:
         return float("nan")
     values = [convergence_diagnostics(fit.samples[s])[0] for s in (_convergence_sites(fit) if sites is None else sites)]
     finite = [v[np.isfinite(v)] for v in values]

@@ -551,13 +551,15 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     sites = global_sites(first)
     if len(trees) > 1 and sites:
         aligned = getattr(first.model, "align", None) is not None
-        marked = [s for s in sites if truth and not aligned and s in truth
-                  and np.shape(truth[s]) == first.samples[s].shape[2:]]
+        marked = [s for s in sites if truth and s in truth and np.shape(truth[s]) == first.samples[s].shape[2:]]
+        if aligned and len(marked) < len(sites):
+            marked = []  # the fits cannot be mapped onto the truth's labelling of the modes: no markers
         compare.figures.append(("Posterior of each fit per parameter, one panel (x axis) per site: median (dot), 50% "
                                 "(thick) and 94% (thin) intervals, chains pooled"
                                 + (f"; true values: black diamonds ({', '.join(marked)})" if marked else "")
-                                + (" (each fit mapped onto the first fit's mode; the truth is not marked, as its "
-                                   "labelling of the modes is arbitrary)" if aligned else ""),
+                                + ((" (each fit mapped onto the true sources' labelling: permutation and signs)"
+                                    if marked else " (each fit mapped onto the first fit's mode; the truth is not "
+                                    "marked, as its labelling of the modes is unknown)") if aligned else ""),
                                 _forest(labelled, sites, {s: truth[s] for s in marked})))
     shown = metrics.set_index("fit").drop(columns=["model"])
     compare.tables.append(("Per fit: timings, diagnostics" + (" and recovery of the truth" if truth else ""), shown, None))
@@ -712,21 +714,29 @@ def _prior_figures_once(check: Any, label: str, fit: Fit, shown: str | None, lab
     return label
 
 
-def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Each fit's draws of ``sites``; for models with symmetric modes, mapped onto the first fit's mode."""
+def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str],
+                       reference: Mapping[str, Any] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Each fit's draws of ``sites``; for models with symmetric modes (a model with an ``align`` function),
+    mapped onto one mode: that of ``reference`` (known true values by site, e.g. ``ds.truth``) where it gives
+    every site the alignment matches on, else the first fit's."""
     fits = list(labelled.items())
     first_label, first = fits[0]
-    out = {first_label: {s: first.samples[s] for s in sites}}
     align = getattr(first.model, "align", None)
-    for label, fit in fits[1:]:
+    if align is None:
+        return {label: {s: fit.samples[s] for s in sites} for label, fit in fits}
+    anchor = {s: np.asarray(reference[s]) for s in sites
+              if reference is not None and s in reference
+              and np.shape(reference[s]) == first.samples[s].shape[2:]}
+    # The mode to map onto: the truth where known, else the first fit's chain-0 mean (align matches chain means).
+    target = {s: anchor[s] if s in anchor else first.samples[s][0].mean(0) for s in sites}
+    use_truth = len(anchor) == len(sites)
+    out = {}
+    for index, (label, fit) in enumerate(fits):
         samples = {s: fit.samples[s] for s in sites}
-        if align is not None:
-            # A reference chain holding the first fit's chain-0 mean (align matches chain means).
+        if index > 0 or use_truth:
             draws = fit.num_draws
-            stacked = {
-                s: np.concatenate([np.repeat(first.samples[s][:1].mean(1, keepdims=True), draws, axis=1), samples[s]])
-                for s in sites
-            }
+            stacked = {s: np.concatenate([np.broadcast_to(target[s], (1, draws, *np.shape(target[s]))), samples[s]])
+                       for s in sites}
             aligned, _ = align(stacked, first.model.config)
             samples = {s: aligned[s][1:] for s in sites}
         out[label] = samples
@@ -738,7 +748,7 @@ def _forest(labelled: Mapping[str, Fit], sites: Sequence[str], truth: Mapping[st
     coloured interval per fit (chains pooled), and the true value (black diamond) where ``truth`` gives it."""
     import matplotlib.pyplot as plt
 
-    comparable = comparable_samples(labelled, sites)
+    comparable = comparable_samples(labelled, sites, truth)
     first = next(iter(labelled.values()))
     shapes = {site: first.samples[site].shape[2:] for site in sites}
     heights = [max(1, int(np.prod(shapes[s], dtype=int))) for s in sites]

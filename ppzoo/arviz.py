@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import arviz_base
 import jax
@@ -63,56 +65,86 @@ def _run_model(fit: "Fit") -> Callable[..., Any]:
     )
 
 
-def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int = 500) -> Any:
-    """Build the DataTree of a fit (see :meth:`ppzoo.Fit.to_arviz` for the groups and their sizes)."""
-    if predictive_draws < 1 or prior_draws < 1:
-        raise ValueError("`predictive_draws` and `prior_draws` must be positive.")
+class _Programs(NamedTuple):
+    """The jitted programs that fill a fit's DataTree, built once per fit (see :func:`_programs`)."""
+
+    log_likelihood: Callable[..., Any]  # (samples, arrays) -> per-site log-likelihood
+    posterior_predictive: Callable[..., Any]  # (key, samples, arrays) -> replicated observed sites
+    prior: Callable[..., Any]  # (key, arrays, num_samples) -> prior and prior predictive draws
+
+
+#: Fit -> its programs. Keyed weakly by the (frozen) fit, so that the programs live as long as the fit: a
+#: second ``to_arviz`` setting, or a sweep's second tree, reuses their compiled code instead of retracing
+#: new closures.
+_PROGRAMS: "weakref.WeakKeyDictionary[Fit, _Programs]" = weakref.WeakKeyDictionary()
+
+
+def _programs(fit: "Fit") -> _Programs:
+    programs = _PROGRAMS.get(fit)
+    if programs is None:
+        programs = _PROGRAMS[fit] = _build_programs(fit)
+    return programs
+
+
+def _build_programs(fit: "Fit") -> _Programs:
     sites = fit.sites
     model = _run_model(fit)
-    chains, draws = fit.num_chains, fit.num_draws
-    key_pp, key_prior = jax.random.split(fit.key if fit.key is not None else jax.random.key(0))
-    latent = {k: v for k, v in fit.samples.items() if k in sites.latent}
-
-    arrays, static = split_data(fit.data)
-
-    # log-likelihood: per observed site, batch axes only (event axes summed), every draw if it fits.
-    obs_elements = sum(int(np.prod(sites.values[s].shape[: len(sites.batch_dims[s])])) for s in sites.observed)
-    keep_ll = max(1, MAX_LOG_LIKELIHOOD_ELEMENTS // max(obs_elements * chains, 1))
-    ll_index = _thin_index(draws, keep_ll)
+    _, static = split_data(fit.data)
+    unobserved = unobserve(model, sites=set(sites.observed))
 
     @jax.jit
     def loglik_fn(samples, arrays):
         return log_likelihood(model, samples, **arrays, **static)
-
-    loglik = loglik_fn(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays)
-    loglik = _unflatten({k: v for k, v in loglik.items() if k in sites.observed}, chains)
-
-    # posterior predictive: observed sites resampled given each kept draw.
-    pp_index = _thin_index(draws, max(1, predictive_draws // chains))
-    unobserved = unobserve(model, sites=set(sites.observed))
 
     @jax.jit
     def post_pred_fn(key, samples, arrays):
         predictive = Predictive(unobserved, posterior_samples=samples, return_sites=list(sites.observed))
         return predictive(key, **arrays, **static)
 
-    post_pred = _unflatten(post_pred_fn(key_pp, _flatten({k: v[:, pp_index] for k, v in latent.items()}), arrays), chains)
-
-    # prior and prior predictive from the same program.
-    @jax.jit
-    def prior_fn(key, arrays):
+    @functools.partial(jax.jit, static_argnames="num_samples")
+    def prior_fn(key, arrays, num_samples):
         predictive = Predictive(
             unobserved,
-            num_samples=prior_draws,
+            num_samples=num_samples,
             return_sites=list(sites.latent) + list(sites.deterministic) + list(sites.observed),
         )
         return predictive(key, **arrays, **static)
 
+    return _Programs(loglik_fn, post_pred_fn, prior_fn)
+
+
+def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int = 500) -> Any:
+    """Build the DataTree of a fit (see :meth:`ppzoo.Fit.to_arviz` for the groups and their sizes)."""
+    if predictive_draws < 1 or prior_draws < 1:
+        raise ValueError("`predictive_draws` and `prior_draws` must be positive.")
+    sites = fit.sites
+    programs = _programs(fit)
+    chains, draws = fit.num_chains, fit.num_draws
+    # The fit's own named keys, never a split of the engine's key (whose splits are the chains' keys).
+    key_pp, key_prior = fit.keys.predictive, fit.keys.prior
+    latent = {k: v for k, v in fit.samples.items() if k in sites.latent}
+
+    arrays, _ = split_data(fit.data)
+
+    # log-likelihood: per observed site, batch axes only (event axes summed), every draw if it fits.
+    obs_elements = sum(int(np.prod(sites.values[s].shape[: len(sites.batch_dims[s])])) for s in sites.observed)
+    keep_ll = max(1, MAX_LOG_LIKELIHOOD_ELEMENTS // max(obs_elements * chains, 1))
+    ll_index = _thin_index(draws, keep_ll)
+    loglik = programs.log_likelihood(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays)
+    loglik = _unflatten({k: v for k, v in loglik.items() if k in sites.observed}, chains)
+
+    # posterior predictive: observed sites resampled given each kept draw.
+    pp_index = _thin_index(draws, max(1, predictive_draws // chains))
+    post_pred = _unflatten(
+        programs.posterior_predictive(key_pp, _flatten({k: v[:, pp_index] for k, v in latent.items()}), arrays),
+        chains)
+
+    # prior and prior predictive from the same program.
     if sites.improper:
         # A flat (improper) prior has no draws: the prior groups are left out rather than faked.
         prior, prior_pred = {}, {}
     else:
-        prior_all = prior_fn(key_prior, arrays)
+        prior_all = programs.prior(key_prior, arrays, num_samples=prior_draws)
         prior = {k: np.asarray(v)[None] for k, v in prior_all.items() if k not in sites.observed}
         prior_pred = {k: np.asarray(v)[None] for k, v in prior_all.items() if k in sites.observed}
 
@@ -150,7 +182,7 @@ def _attrs(fit: "Fit") -> dict[str, Any]:
         except md.PackageNotFoundError:
             versions[package] = "not installed"
     attrs = {
-        "inference_library": {"svi": "numpyro", "nuts": "numpyro", "blackjax": "blackjax"}[fit.engine],
+        "inference_library": {"svi": "numpyro", "nuts": "numpyro", "blackjax": "blackjax"}.get(fit.engine, fit.engine),
         "ppzoo_engine": fit.engine,
         "ppzoo_model": fit.model_name,
         "ppzoo_seed": -1 if fit.seed is None else fit.seed,

@@ -6,8 +6,7 @@ import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -21,7 +20,7 @@ from ppzoo.inference import ENGINES
 from ppzoo.models import ZooModel
 from ppzoo.models import get as get_model
 
-__all__ = ["fit", "Fit", "ModelSites", "inspect_model", "validate_data"]
+__all__ = ["fit", "Fit", "FitKeys", "ModelSites", "inspect_model", "validate_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,9 +298,45 @@ def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str,
     return _checked_sites(model, data, key)
 
 
-@dataclasses.dataclass
+class FitKeys(NamedTuple):
+    """The random keys of one fit, one per job, all from one ``jax.random.split(key, 4)`` of the seed's key.
+
+    No job splits another's key: the engine splits ``engine`` into its chains (or its guide init),
+    :meth:`Fit.to_arviz` draws the posterior predictive from ``predictive`` and the prior and prior predictive
+    from ``prior``. (Splitting the engine's key again would repeat its streams: ``split(k, 2)[i] ==
+    split(k, n)[i]``, so a posterior-predictive key from ``split(engine, 2)`` was chain 0's key.)
+
+    Attributes
+    ----------
+    check : jax key
+        The one eager run of the model that checks the data before anything compiles.
+    engine : jax key
+        The engine's run.
+    predictive : jax key
+        Posterior predictive draws.
+    prior : jax key
+        Prior and prior predictive draws.
+    """
+
+    check: jax.Array
+    engine: jax.Array
+    predictive: jax.Array
+    prior: jax.Array
+
+    @classmethod
+    def from_key(cls, key: jax.Array) -> "FitKeys":
+        """Split ``key`` once into the four named keys."""
+        # JAX's threefry split is fold-like (split(k, 4)[:2] == split(k, 2)), so `check` and `engine` are the
+        # keys fit() used before the other streams were named: a seed gives the same draws as before.
+        return cls(*jax.random.split(key, 4))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Fit:
     """The result of :func:`ppzoo.fit`, the same for every engine.
+
+    Frozen: a fit is a record of one run, and its DataTree (:meth:`to_arviz`) is built once from it and shared
+    by reports, checks and sweeps. Equality is identity (draws are arrays).
 
     Attributes
     ----------
@@ -332,6 +367,8 @@ class Fit:
         What was done to the draws (e.g. ICA's mode alignment).
     sites : ModelSites
         The model's sites by role, with their dimension names.
+    keys : FitKeys
+        The run's random keys by job (engine, posterior predictive, prior).
     """
 
     model: Callable[..., Any]
@@ -347,8 +384,14 @@ class Fit:
     warnings: list[str]
     notes: list[str]
     sites: ModelSites
-    key: jax.Array = dataclasses.field(repr=False, default=None)
+    keys: FitKeys | None = dataclasses.field(repr=False, default=None)
     fixed_params: dict[str, Any] | None = dataclasses.field(repr=False, default=None)
+    # DataTrees by (predictive_draws, prior_draws): built on first use, then shared (the fit is frozen).
+    _trees: dict[tuple[int, int], Any] = dataclasses.field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.keys is None:  # a Fit made by hand: the keys ppzoo.fit would have used for its seed
+            object.__setattr__(self, "keys", FitKeys.from_key(jax.random.key(0 if self.seed is None else self.seed)))
 
     @property
     def model_name(self) -> str:
@@ -378,14 +421,21 @@ class Fit:
         ``predictive_draws`` draws (thinned evenly within each chain) so memory stays bounded on large
         data; ``log_likelihood`` keeps every draw unless draws x data points exceed 2e7, then it is
         thinned the same way. ``prior``/``prior_predictive`` hold ``prior_draws`` draws in one chain.
+
+        The tree is built once per fit and setting: a second call returns the same object (copy it,
+        ``tree.copy()``, before changing it). Its jitted log-likelihood and predictive programs are compiled
+        once per fit, so another setting with the same shapes compiles nothing.
         """
         from ppzoo.arviz import fit_to_datatree
 
-        return fit_to_datatree(self, predictive_draws=predictive_draws, prior_draws=prior_draws)
+        setting = (predictive_draws, prior_draws)
+        if setting not in self._trees:
+            self._trees[setting] = fit_to_datatree(self, predictive_draws=predictive_draws, prior_draws=prior_draws)
+        return self._trees[setting]
 
-    @cached_property
+    @property
     def datatree(self) -> Any:
-        """``to_arviz()`` with its defaults, computed once."""
+        """``to_arviz()`` with its defaults, built once."""
         return self.to_arviz()
 
     def summary(self, var_names: list[str] | None = None):
@@ -463,8 +513,8 @@ def fit(
         if not isinstance(params, Mapping):
             raise TypeError(f"`params` must be a mapping such as svi_fit.params; got {type(params).__name__}.")
         run_model = handlers.substitute(model, data=dict(params))
-    check_key, run_key = jax.random.split(key)
-    sites = _checked_sites(run_model, data, check_key, signature_of=model)
+    keys = FitKeys.from_key(key)
+    sites = _checked_sites(run_model, data, keys.check, signature_of=model)
     if not sites.observed:
         raise ValueError(
             "The model has no observed site with this data: pass the observed arrays in `data` under the "
@@ -501,7 +551,7 @@ def fit(
     timer = CompileTimer()
     start = time.perf_counter()
     with timer.measure():
-        result = runner(run_model, data, run_key, opts, **extra)
+        result = runner(run_model, data, keys.engine, opts, **extra)
     total = time.perf_counter() - start
     if "progress" in extra:
         bar.close()
@@ -526,6 +576,6 @@ def fit(
         warnings=list(result.warnings),
         notes=notes,
         sites=sites,
-        key=run_key,
+        keys=keys,
         fixed_params=dict(params) if params is not None else None,
     )

@@ -208,6 +208,8 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
     import arviz_stats
     import matplotlib.pyplot as plt
 
+    from ppzoo.checks import is_mcmc
+
     sites = global_sites(fit)
     tables, figures, text = [], [], []
     summary = None
@@ -227,9 +229,9 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
             )
         else:
             flag = None
-            text.append("<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>"
-                        if fit.losses is not None else
-                        "<p>One Markov chain: no between-chain r_hat (run two or more chains to check mixing).</p>")
+            text.append("<p>One Markov chain: no between-chain r_hat (run two or more chains to check mixing).</p>"
+                        if is_mcmc(fit) else
+                        "<p>One chain of independent draws from the fitted guide: r_hat and ESS do not apply.</p>")
         tables.append((f"{label}: ArviZ summary of {', '.join(sites)}", summary, flag))
         # arviz-plots draws one panel per scalar and refuses more than rcParams["plot.max_subplots"] (40):
         # plot whole sites, in order, while they fit in MAX_PANELS; the summary table above has them all.
@@ -483,7 +485,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     import arviz_plots
 
     first = next(iter(labelled.values()))
-    trees = {label: f.to_arviz() for label, f in labelled.items()}
+    trees = {label: f.datatree for label, f in labelled.items()}  # built once per fit, shared with the checks
     stems: set[str] = set()
     stored = {}
     for label, tree in trees.items():
@@ -512,7 +514,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     blocks = [Section("What was run", text=_intro(first, data_info) + _stored_text(stored, folder),
                       tables=[("Fits", runs, None), ("Data", data_frame, None)])]
 
-    from ppzoo.checks import closed_loop_section, convergence_check, engines_agree, predictive_checks
+    from ppzoo.checks import closed_loop_section, convergence_check, engines_agree, is_mcmc, predictive_checks
 
     metrics_rows = []
     summaries = {}
@@ -520,7 +522,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
         section, summary = _engine_sections(f, trees[label], label)
         section.figures = [fig for fig in section.figures if fig[1] is not None]
         summaries[label] = summary
-        if f.losses is None:  # Markov chains (NUTS, BlackJAX): every sampled site, per-datum latents summarised
+        if is_mcmc(f):  # Markov chains: every sampled site, per-datum latents summarised
             _add_convergence(section, convergence_check(f, label))
         blocks.append(section)
         row = {"fit": label, "engine": f.engine, "model": f.model_name, "seed": f.seed,
@@ -798,14 +800,16 @@ def _readable(value: Any) -> str:
 
 def _settings_text(fit: Fit) -> str:
     """The engine settings that ran: the guide and optimizer an unset option stood for, objects by class name."""
+    # By option name, not engine name: the options of an optimising engine (SVI's guide, optimizer) say what
+    # their unset values stood for; any engine with such options gets the same reading.
     parts = []
     for key, value in fit.options.items():
-        if fit.engine == "svi" and key == "guide" and value is None:
+        if key == "guide" and value is None:
             own = getattr(fit.model, "guide", None) is not None  # a zoo model's own (amortized) guide
             value = f"the model's own guide ({fit.model_name})" if own else "auto_normal (default)"
-        elif fit.engine == "svi" and key == "optimizer" and value is None:
+        elif key == "optimizer" and value is None and "learning_rate" in fit.options:
             value = f"adam({_fmt(fit.options.get('learning_rate'))})"
-        elif fit.engine == "svi" and key == "learning_rate" and fit.options.get("optimizer") is not None:
+        elif key == "learning_rate" and fit.options.get("optimizer") is not None:
             continue  # the optimizer given carries its own rate
         else:
             value = _readable(value)

@@ -48,6 +48,7 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
 # XLA reads the host device count once, when its CPU backend starts: set it before JAX is imported.
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -200,6 +201,11 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
         "only for the cases in INIT_FROM_REFERENCE; ppzoo.fit engines start those cases at the reference median",
     )
     parser.add_argument("--csv", help="also write the per-parameter comparison to this CSV file")
+    parser.add_argument(
+        "--results", metavar="DIR",
+        help="also write DIR/results.json (ppzoo.results): every cell of the table, for the README's "
+        "results:reference_posteriors block (scripts/readme_results.py collect DIR, then write)",
+    )
     args = parser.parse_args(argv)
     if any(e != "numpyro" for e in args.engines) and not _has_ppzoo_fit():
         parser.error("engines nuts/blackjax/svi need ppzoo.fit, which is not available; use --engines numpyro")
@@ -258,7 +264,51 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
             print(pd.DataFrame(errors).to_string(index=False))
     if args.csv and timing:
         pd.concat({e: pd.concat(t.values()) for e, t in results.items() if t}, names=["engine"]).to_csv(args.csv)
+    if args.results:
+        write_table_results(args.results, summary, errors, args)
     return summary, errors
+
+
+#: Column titles of the README table, by engine.
+ENGINE_TITLES = {"numpyro": "NumPyro NUTS", "nuts": "NUTS", "blackjax": "BlackJAX", "svi_normal": "SVI AutoNormal",
+                 "svi_mvn": "SVI AutoMVN"}
+
+
+def write_table_results(folder: str, summary: pd.DataFrame, errors: list[dict], args: argparse.Namespace) -> None:
+    """``folder/results.json``: per case and engine the verdict, the largest |z| (mean or sd), the worst sd ratio,
+    W1/sd and the seconds, the number of passes per engine, and the markdown table the README shows."""
+    from ppzoo.results import key, write_results
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    failed = {(e["posterior"], e["engine"]): e["error"] for e in errors}
+    values: dict = {}
+    lines = ["| posterior | " + " | ".join(ENGINE_TITLES[e] for e in args.engines) + " |",
+             "| --- |" + " --- |" * len(args.engines)]
+    for name in args.cases:
+        cells = []
+        for engine in args.engines:
+            if (name, engine) in failed or (name, engine) not in summary.index:
+                cells.append(f"**ERROR** ({failed.get((name, engine), 'no result')})")
+                values[key(name, engine, "passed")] = False
+                continue
+            row = summary.loc[(name, engine)]
+            max_z = float(max(row.max_abs_z_mean, row.max_abs_z_sd))
+            prefix = key(name, engine)
+            values.update({f"{prefix}_passed": bool(row.passed), f"{prefix}_max_abs_z": max_z,
+                           f"{prefix}_worst_sd_ratio": float(row.worst_sd_ratio), f"{prefix}_max_w1": float(row.max_w1),
+                           f"{prefix}_seconds": float(row.seconds)})
+            verdict = "pass" if row.passed else "**FAIL**"
+            cells.append(f"{verdict} (max\\|z\\| {max_z:.1f}, sd ratio {row.worst_sd_ratio:.2f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for engine in args.engines:
+        values[f"{engine}_passes"] = sum(bool(values.get(key(name, engine, "passed"))) for name in args.cases)
+    values["num_cases"] = len(args.cases)
+    values["table"] = "\n".join(lines)
+    settings = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k not in
+                ("csv", "results")}
+    settings["engines"] = " ".join(args.engines)
+    write_results(folder, "reference_posteriors", values, settings=settings)
+    print(f"results: {Path(folder) / 'results.json'}", flush=True)
 
 
 if __name__ == "__main__":

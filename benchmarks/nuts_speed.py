@@ -310,6 +310,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per PyMC worker run")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--results", metavar="DIR",
+        help="also write DIR/results.json (ppzoo.results): every cell of the table, for the README's "
+        "results:nuts_speed block (scripts/readme_results.py collect DIR, then write)",
+    )
     args = parser.parse_args(argv)
 
     import ppzoo  # noqa: F401  (before JAX starts: one XLA host device per chain)
@@ -374,7 +379,58 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": rows, "versions": versions, "args": vars(args)}, fh, indent=1, default=str)
+    if args.results:
+        write_table_results(args.results, rows, versions, args, load=os.getloadavg())
     return rows
+
+
+def _cell(rows: dict, engine: str, field: str, fmt: str) -> str:
+    row = rows.get(engine)
+    if row is None:
+        return "not run"
+    if "error" in row:
+        return "error"
+    return format(row[field], fmt)
+
+
+def write_table_results(folder: str, rows: list[dict], versions: dict, args: argparse.Namespace,
+                        load: tuple[float, float, float]) -> None:
+    """``folder/results.json``: each row's numbers under ``<case>_<engine>_<field>``, and the markdown table the
+    README shows (ppzoo's NUTS ESS/s and min ESS, the other engines' ESS/s as a ratio to it, gradient
+    evaluations per draw, compile seconds, ESS/s counting compilation)."""
+    from pathlib import Path
+
+    from ppzoo.results import key, write_results
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    values: dict = {}
+    for row in rows:
+        for field in ("compile_s", "sample_s", "min_ess_bulk", "ess_per_s", "ess_per_s_total", "ratio", "steps",
+                      "divergences"):
+            if field in row:
+                values[key(row["case"], row["engine"], field)] = row[field]
+    by_case: dict = {}
+    for row in rows:
+        by_case.setdefault(row["case"], {})[row["engine"]] = row
+    lines = ["| case | ppzoo nuts min ESS | ppzoo nuts ESS/s | blackjax / nuts | nutpie / nuts | "
+             "steps per draw (nuts, blackjax, nutpie) | compile s (nuts, blackjax, nutpie) | "
+             "ESS/s incl. compile (nuts, nutpie) |", "| --- |" + " --- |" * 7]
+    for case, runs in by_case.items():
+        lines.append(" | ".join([
+            f"| {CASES[case]}", _cell(runs, "nuts", "min_ess_bulk", ".0f"), _cell(runs, "nuts", "ess_per_s", ".0f"),
+            _cell(runs, "blackjax", "ratio", ".2f"), _cell(runs, "nutpie", "ratio", ".2f"),
+            ", ".join(_cell(runs, e, "steps", ".1f") for e in ENGINES),
+            ", ".join(_cell(runs, e, "compile_s", ".1f") for e in ENGINES),
+            ", ".join(_cell(runs, e, "ess_per_s_total", ".0f") for e in ("nuts", "nutpie")),
+        ]) + " |")
+    values["table"] = "\n".join(lines)
+    values["load_average_end"] = round(load[0], 1)
+    values["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
+    settings = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k not in
+                ("json", "results", "pymc_python")}
+    settings["precision"] = "float64" if args.x64 else "float32"
+    write_results(folder, "nuts_speed", values, settings=settings)
+    print(f"results: {Path(folder) / 'results.json'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,33 +7,13 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
+from ppzoo.case_study_registry import CASE_STUDIES, available_case_studies, case_study_module, case_study_summary
+
 __all__ = ["main", "CASE_STUDIES"]
-
-#: Case-study name -> module. Explicit, so an unknown name lists the valid ones.
-CASE_STUDIES: dict[str, str] = {
-    "ica": "ppzoo.case_studies.ica",
-    "shapes": "ppzoo.case_studies.shapes",
-    "digits": "ppzoo.case_studies.digits",
-    "nonlinear_ica": "ppzoo.case_studies.nonlinear_ica",
-    "laws": "ppzoo.case_studies.laws",
-    "pendulum": "ppzoo.case_studies.pendulum",
-    "sachs": "ppzoo.case_studies.sachs",
-}
-
-
-def _available_case_studies() -> list[str]:
-    found = []
-    for name, module in CASE_STUDIES.items():
-        if importlib.util.find_spec(module) is not None:
-            found.append(name)
-    return found
 
 
 def _models(_: argparse.Namespace) -> int:
@@ -52,20 +32,9 @@ def _models(_: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(module_name: str) -> str:
-    """First line of a case study's docstring, read from its source (nothing imported, so no JAX start)."""
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None:
-        return ""
-    with open(spec.origin, encoding="utf-8") as fh:
-        docstring = ast.get_docstring(ast.parse(fh.read())) or ""
-    line = docstring.strip().splitlines()[0] if docstring.strip() else ""
-    return line.removeprefix("Case study: ").rstrip(".")
-
-
 def case_study_help() -> str:
     """``ppzoo run --help``: the usage and one line per case study."""
-    valid = _available_case_studies()
+    valid = available_case_studies()
     width = max(len(n) for n in valid)
     lines = [
         "usage: ppzoo run CASE [--cache-dir DIR] [case-study options]",
@@ -74,7 +43,7 @@ def case_study_help() -> str:
         "Options after the name go to the case study: ppzoo run CASE --help lists them.",
         "",
         "case studies:",
-        *(f"  {name:<{width}}  {_summary(CASE_STUDIES[name])}" for name in valid),
+        *(f"  {name:<{width}}  {case_study_summary(name)}" for name in valid),
         "",
         "options:",
         "  --cache-dir DIR  JAX compilation cache folder (default ~/.cache/ppzoo/jax)",
@@ -87,14 +56,14 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         asked = args.case is not None or "-h" in rest or "--help" in rest
         print(case_study_help(), file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
-    valid = _available_case_studies()
+    valid = available_case_studies()
     if args.case not in valid:
         print(f"ppzoo run: unknown case study {args.case!r}. Valid: {', '.join(valid)} "
               "(ppzoo run --help describes them).", file=sys.stderr)
         return 2
     import ppzoo
 
-    module = importlib.import_module(CASE_STUDIES[args.case])
+    module = case_study_module(args.case)
     if "-h" in rest or "--help" in rest:
         module.main(rest)  # argparse prints the case study's options and exits
         return 0

@@ -48,9 +48,9 @@ def _diagnostics(fit: Any, dataset: Any) -> dict[str, float]:
     if fit.num_chains > 1:
         import arviz_stats
 
-        from ppzoo.report import _global_sites
+        from ppzoo.report import global_sites
 
-        sites = _global_sites(fit)
+        sites = global_sites(fit)
         if sites:
             summary = arviz_stats.summary(fit.datatree, var_names=sites, round_to="none")
             out["max_r_hat"] = float(summary["r_hat"].max())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as _dt
-import importlib
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ppzoo.case_study_registry import case_study_module
 from ppzoo.sweep.files import write_atomic, write_json
 from ppzoo.sweep.study import RunSpec, case_study_args, load_function, resolve_metric
 
@@ -98,7 +98,6 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
         import shutil
 
         import ppzoo
-        from ppzoo.cli import CASE_STUDIES
 
         if spec.cache_dir and spec.cache_dir not in _CACHE_ON:
             ppzoo.enable_compilation_cache(spec.cache_dir)
@@ -106,7 +105,7 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
         staging = folder / ".report"
         shutil.rmtree(staging, ignore_errors=True)
         args = case_study_args(spec.target, spec.args or {}, spec.seed, str(staging), spec.params)
-        report = Path(importlib.import_module(CASE_STUDIES[spec.target]).run(args))
+        report = Path(case_study_module(spec.target).run(args))
         record.update(_case_study_metrics(report))
         final = folder / "report"
         shutil.rmtree(final, ignore_errors=True)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ppzoo.case_study_registry import available_case_studies, case_study_module
 from ppzoo.sweep.metrics import DEFAULT_METRICS, METRICS
 
 __all__ = [
@@ -394,12 +395,10 @@ def _check_names(study: Study) -> None:
         load_function(study.target, study.base_dir, "task")
         return
     if study.kind == "case_study":
-        from ppzoo.cli import CASE_STUDIES, _available_case_studies
-
-        valid = _available_case_studies()
+        valid = available_case_studies()
         if study.target not in valid:
             raise StudyError(f"Unknown case study {study.target!r} in [study]. Valid: {', '.join(valid)}.")
-        module = importlib.import_module(CASE_STUDIES[study.target])
+        module = case_study_module(study.target)
         if not (callable(getattr(module, "parse_args", None)) and callable(getattr(module, "run", None))):
             raise StudyError(f"Case study {study.target!r} has no parse_args(argv) and run(args); it cannot be swept.")
         return
@@ -497,8 +496,6 @@ def case_study_args(name: str, args: Mapping[str, Any], seed: int, out: str, par
     import contextlib
     import io
 
-    from ppzoo.cli import CASE_STUDIES
-
     argv = ["--out", out, "--seed", str(seed)]
     for option, value in args.items():
         flag = "--" + option.replace("_", "-")
@@ -508,7 +505,7 @@ def case_study_args(name: str, args: Mapping[str, Any], seed: int, out: str, par
             argv += [flag, ",".join(map(str, value))]
         else:
             argv += [flag, str(value)]
-    module = importlib.import_module(CASE_STUDIES[name])
+    module = case_study_module(name)
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):

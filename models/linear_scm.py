@@ -51,7 +51,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from ppzoo.causal import edges_from_adjacency, topological_order
+from ppzoo.graphs import edges_from_adjacency, topological_order
 from ppzoo.models import ZooModel, make_config
 
 __all__ = ["LinearSCMConfig", "linear_scm", "entry", "RESERVED_NAMES"]

@@ -130,14 +130,17 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
     obs_elements = sum(int(np.prod(sites.values[s].shape[: len(sites.batch_dims[s])])) for s in sites.observed)
     keep_ll = max(1, MAX_LOG_LIKELIHOOD_ELEMENTS // max(obs_elements * chains, 1))
     ll_index = _thin_index(draws, keep_ll)
-    loglik = programs.log_likelihood(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays)
-    loglik = _unflatten({k: v for k, v in loglik.items() if k in sites.observed}, chains)
-
-    # posterior predictive: observed sites resampled given each kept draw.
     pp_index = _thin_index(draws, max(1, predictive_draws // chains))
-    post_pred = _unflatten(
-        programs.posterior_predictive(key_pp, _flatten({k: v[:, pp_index] for k, v in latent.items()}), arrays),
-        chains)
+    loglik, post_pred = {}, {}
+    # A likelihood written as a numpyro.factor has no observed site: no pointwise log-likelihood and nothing to
+    # replicate, so those groups (and observed_data) are left out; the checks that need them say n/a.
+    if sites.observed:
+        loglik = programs.log_likelihood(_flatten({k: v[:, ll_index] for k, v in latent.items()}), arrays)
+        loglik = _unflatten({k: v for k, v in loglik.items() if k in sites.observed}, chains)
+        # posterior predictive: observed sites resampled given each kept draw.
+        post_pred = _unflatten(
+            programs.posterior_predictive(key_pp, _flatten({k: v[:, pp_index] for k, v in latent.items()}), arrays),
+            chains)
 
     # prior and prior predictive from the same program.
     if sites.improper:
@@ -155,19 +158,23 @@ def fit_to_datatree(fit: "Fit", *, predictive_draws: int = 500, prior_draws: int
     groups = {
         "posterior": {k: np.asarray(v) for k, v in fit.samples.items()},
         "sample_stats": stats,
-        "observed_data": observed,
-        "posterior_predictive": post_pred,
     }
+    if observed:
+        groups["observed_data"] = observed
+        groups["posterior_predictive"] = post_pred
     if prior:
         groups["prior"] = prior
+    if prior_pred:
         groups["prior_predictive"] = prior_pred
     tree = arviz_base.from_dict(groups, dims=dims)
-    ll_tree = arviz_base.from_dict({"log_likelihood": loglik}, dims=ll_dims)
-    tree["log_likelihood"] = ll_tree["log_likelihood"]
+    if loglik:
+        ll_tree = arviz_base.from_dict({"log_likelihood": loglik}, dims=ll_dims)
+        tree["log_likelihood"] = ll_tree["log_likelihood"]
     # Thinned groups keep the posterior's draw numbers as their `draw` coordinate, so that they line up
     # with each other and with the posterior (LOO-PIT pairs replicated data with log-likelihood draws).
     for group, index in (("posterior_predictive", pp_index), ("log_likelihood", ll_index)):
-        tree[group] = tree[group].to_dataset().assign_coords(draw=index)
+        if group in tree.children:
+            tree[group] = tree[group].to_dataset().assign_coords(draw=index)
     tree.attrs.update(_attrs(fit))
     return tree
 

@@ -504,6 +504,8 @@ def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = 
     """
     label = label or fit.engine
     tree = fit.to_arviz() if tree is None else tree
+    if not fit.sites.observed and fit.sites.factors:
+        return _factor_likelihood_checks(fit.sites.factors)
     checked, left_out, unmodelled = _data_sites(fit, tree)
     note = _scope_note(checked, left_out, unmodelled)
     if not checked:
@@ -519,6 +521,25 @@ def predictive_checks(fit: Fit, tree: Any | None = None, *, label: str | None = 
         check.tables = [(caption if caption.startswith(f"{label}:") else f"{label}: {caption}", table)
                         for caption, table in check.tables]
     return results
+
+
+def _factor_likelihood_checks(factors: Sequence[str]) -> list[Check]:
+    """The predictive checks of a model whose likelihood is a ``numpyro.factor``: n/a, each saying why.
+
+    A factor is a term of the log density, not a distribution over data: NumPyro can neither draw data from
+    it nor split it into one log-likelihood term per observation.
+    """
+    names = ", ".join(f"`{n}`" for n in factors)
+    head = f"not applicable: the likelihood is the numpyro.factor {names}, not an observed site"
+    fix = ("; to check it, write the likelihood as an observed site (e.g. a marginalised mixture as "
+           "dist.MixtureSameFamily(...) with obs=x)")
+    why = {
+        "prior predictive": "a factor cannot simulate data from the prior",
+        "posterior predictive": "a factor cannot replicate the data",
+        "LOO": "a factor has no pointwise log-likelihood to leave one observation out of",
+        "LOO-PIT": "a factor has no pointwise log-likelihood or replicated data for PIT values",
+    }
+    return [Check(name, None, f"{head}: {reason}{fix}.") for name, reason in why.items()]
 
 
 def _message_figure(text: str):

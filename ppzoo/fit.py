@@ -40,6 +40,9 @@ class ModelSites:
     improper : list of str
         Latent sites with an improper (flat) prior: they start uniformly on the unconstrained scale, and
         there is no prior or prior predictive for the model.
+    factors : list of str
+        ``numpyro.factor`` sites: terms of the log density, such as a likelihood written as a factor (a
+        marginalised mixture); they are not data, so they have no log-likelihood or predictive of their own.
     """
 
     latent: list[str]
@@ -50,6 +53,7 @@ class ModelSites:
     batch_dims: dict[str, list[str]]
     values: dict[str, np.ndarray]
     improper: list[str] = dataclasses.field(default_factory=list)
+    factors: list[str] = dataclasses.field(default_factory=list)
 
 
 def _dims_of(name: str, site: dict) -> tuple[list[str], list[str]]:
@@ -113,16 +117,17 @@ def inspect_model(model: Callable[..., Any], data: Mapping[str, Any], key: jax.A
 
 
 def _sites_of(trace: Mapping[str, Any]) -> ModelSites:
-    improper = []
+    improper, factors = [], []
     latent, observed, deterministic, params = [], [], [], []
     dims, batch_dims, values = {}, {}, {}
     for name, site in trace.items():
         kind = site["type"]
         if kind == "sample":
+            if site["is_observed"] and isinstance(site["fn"], dist.Unit):
+                factors.append(name)  # numpyro.factor: a term of the log density, not data
+                continue
             if site.get("infer", {}).get("is_auxiliary"):
                 continue
-            if site["is_observed"] and isinstance(site["fn"], dist.Unit):
-                continue  # numpyro.factor: a term of the log density, not data
             (observed if site["is_observed"] else latent).append(name)
             if not site["is_observed"] and is_improper(site["fn"]):
                 improper.append(name)
@@ -137,7 +142,7 @@ def _sites_of(trace: Mapping[str, Any]) -> ModelSites:
         if kind == "sample" and site["is_observed"]:
             batch_dims[name] = batch
         values[name] = np.asarray(site["value"])
-    return ModelSites(latent, observed, deterministic, params, dims, batch_dims, values, improper)
+    return ModelSites(latent, observed, deterministic, params, dims, batch_dims, values, improper, factors)
 
 
 def _signature(model: Callable[..., Any]) -> inspect.Signature | None:
@@ -515,10 +520,11 @@ def fit(
         run_model = handlers.substitute(model, data=dict(params))
     keys = FitKeys.from_key(key)
     sites = _checked_sites(run_model, data, keys.check, signature_of=model)
-    if not sites.observed:
+    if not sites.observed and not sites.factors:
         raise ValueError(
-            "The model has no observed site with this data: pass the observed arrays in `data` under the "
-            "argument names the model uses for `obs=` (e.g. {'x': x}). Fitting the prior alone is not inference."
+            "The model has no observed site and no numpyro.factor with this data: pass the observed arrays in "
+            "`data` under the argument names the model uses for `obs=` (e.g. {'x': x}), or add the likelihood "
+            "as a numpyro.factor term. Fitting the prior alone is not inference."
         )
     if not sites.latent:
         raise ValueError("The model has no latent (unobserved) sample site: there is nothing to infer.")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ppzoo.fit import Fit
-from ppzoo.report import Section
+from ppzoo.report import Section, figure_or_error
 
 __all__ = [
     "Check", "is_mcmc", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
@@ -111,8 +111,9 @@ def _prior_check(tree: Any, label: str) -> Check:
                      f"replicated shares [{low:.3f}, {high:.3f}] (per-value coverage of 0/1 data is vacuous)")
     images = [n for n in _observed_names(tree) if np.asarray(tree["observed_data"][n]).ndim >= 3]
     if images:
-        figures = [(f"{label}: prior predictive check of `{n}`: observed images (top row) and images generated from "
-                    "three prior draws", image_ppc_figure(tree, n, group="prior_predictive")) for n in images]
+        figures = [figure_or_error(f"{label}: prior predictive check of `{n}`: observed images (top row) and images "
+                                   "generated from three prior draws",
+                                   lambda n=n: image_ppc_figure(tree, n, group="prior_predictive")) for n in images]
     else:
         figures = ppc_figures(tree, f"{label}: prior predictive check (observed vs data simulated from the prior)",
                               group="prior_predictive")
@@ -239,27 +240,22 @@ def _loo_pit_check(tree: Any, loo: Any, label: str, why_not: str | None = None) 
     p = float(p_value[name])
     n_pit = int(np.isfinite(np.asarray(pit[name])).sum())
     passed = p >= ALPHA
-    figures = []
-    try:
+    def draw() -> Any:
         with warnings.catch_warnings():
             # plot_loo_pit recomputes the PIT values, with the same harmless divide warnings on tied draws
             # (count data) that the test above silences; the verdict does not depend on the plot.
             warnings.simplefilter("ignore", RuntimeWarning)
-            figure = arviz_plots.plot_loo_pit(sub, var_names=[name], method="pot_c", envelope_prob=1 - ALPHA,
-                                              backend="matplotlib")
-        figures.append((f"{label}: LOO-PIT ECDF minus the uniform CDF (flat = calibrated predictions; "
-                        "points driving a POT-C failure are highlighted)", figure))
-    except Exception as error:  # the plot is a courtesy; the verdict stands on the test
-        figures = []
-        note = f" (plot unavailable: {type(error).__name__})"
-    else:
-        note = ""
+            return arviz_plots.plot_loo_pit(sub, var_names=[name], method="pot_c", envelope_prob=1 - ALPHA,
+                                            backend="matplotlib")
+
+    figure = figure_or_error(f"{label}: LOO-PIT ECDF minus the uniform CDF (flat = calibrated predictions; points "
+                             "driving a POT-C failure are highlighted)", draw)
     return Check(
         "LOO-PIT",
         passed,
         f"POT-C uniformity test (arviz_stats) of {n_pit} Pareto-smoothed LOO-PIT values: p = {p:.3g} "
-        f"(pass: p >= {ALPHA}){note}.",
-        figures=figures,
+        f"(pass: p >= {ALPHA}).",
+        figures=[figure],
     )
 
 
@@ -320,8 +316,9 @@ def _posterior_predictive_check(tree: Any, label: str) -> Check:
     figures = []
     for name in _observed_names(tree):
         if np.asarray(tree["observed_data"][name]).ndim >= 3:
-            figures.append((f"{label}: posterior predictive check of `{name}`: observed images (top row) and "
-                            "replicated images from three posterior draws (rows below)", image_ppc_figure(tree, name)))
+            figures.append(figure_or_error(f"{label}: posterior predictive check of `{name}`: observed images (top row) "
+                                           "and replicated images from three posterior draws (rows below)",
+                                           lambda name=name: image_ppc_figure(tree, name)))
     if not figures:
         figures = ppc_figures(tree, f"{label}: posterior predictive check (observed vs replicated data)")
     return Check("posterior predictive", passed, verdict, figures=figures,
@@ -366,14 +363,15 @@ def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive")
     if continuous:
         # ArviZ leaves the observed data out of prior predictive plots; the check compares them, so draw it.
         observed = {"observed_dist": {}} if group == "prior_predictive" and "observed_data" in tree.children else {}
-        figures.append((caption + ("; observed data in black" if observed or group == "posterior_predictive" else ""),
-                        arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group, visuals=observed or None,
-                                                  backend="matplotlib")))
+        figures.append(figure_or_error(
+            caption + ("; observed data in black" if observed or group == "posterior_predictive" else ""),
+            lambda: arviz_plots.plot_ppc_dist(tree, var_names=continuous, group=group, visuals=observed or None,
+                                              backend="matplotlib")))
     if discrete:
         counts = tree.copy()
         for g in ("observed_data", group):
             counts[g] = _as_counts(counts[g].to_dataset(), discrete)
-    for name in discrete:
+    def rootogram(name: str) -> Any:
         with warnings.catch_warnings():
             # On 0/1 data ArviZ suggests plot_ppc_pava, which takes one axis of observations only (it fails on
             # images); the rootogram of the two counts stays correct, and the PPC table tests the data.
@@ -381,8 +379,11 @@ def ppc_figures(tree: Any, caption: str, *, group: str = "posterior_predictive")
             # ArviZ's rootogram stores its (4 statistics x unique values) table under chain x draw names and
             # then warns about its own table when there are fewer than 4 distinct values (0/1 data).
             warnings.filterwarnings("ignore", message="Found chain dimension to be longer", category=UserWarning)
-            figure = arviz_plots.plot_ppc_rootogram(counts, var_names=[name], group=group, backend="matplotlib")
-        figures.append((f"{caption}: rootogram of the counts of `{name}` (square-root scale)", figure))
+            return arviz_plots.plot_ppc_rootogram(counts, var_names=[name], group=group, backend="matplotlib")
+
+    for name in discrete:
+        figures.append(figure_or_error(f"{caption}: rootogram of the counts of `{name}` (square-root scale)",
+                                       lambda name=name: rootogram(name)))
     return figures
 
 
@@ -542,15 +543,6 @@ def _factor_likelihood_checks(factors: Sequence[str]) -> list[Check]:
     return [Check(name, None, f"{head}: {reason}{fix}.") for name, reason in why.items()]
 
 
-def _message_figure(text: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 0.8))
-    ax.axis("off")
-    ax.text(0, 0.5, text[:300], fontsize=8, va="center", wrap=True)
-    return fig
-
-
 def sbc_check(result: Any) -> Check:
     """The verdict line of a :class:`ppzoo.SBCResult`."""
     import arviz_plots
@@ -562,21 +554,15 @@ def sbc_check(result: Any) -> Check:
         f"on binned ranks, Bonferroni so that the table is a {ALPHA:.0%} test: "
         + ("all uniform." if not failing else f"NOT uniform for {', '.join(failing)} (min p = {table['p_value'].min():.2g}).")
     )
-    figures = []
     # ArviZ's simultaneous-band ("envelope") method is deprecated and fails on these trees; its default test
     # (POT-C) prints a p-value in each panel and marks the ranks where the ECDF departs from uniform.
     caption = (f"SBC ({result.engine}): ECDF of each parameter's normalised ranks minus the uniform CDF (flat at 0 "
                "under calibration); in each panel, the p-value of ArviZ's pointwise-order uniformity test (POT-C) "
                "and, marked, the ranks where the ECDF departs from uniform. The verdict above is the chi-square "
                "test in the table")
-    try:
-        figure = arviz_plots.plot_ecdf_pit(result.to_arviz(), group="prior_sbc", backend="matplotlib")
-    except Exception as error:  # the verdict above stands; the page says why its figure is missing
-        figures.append((f"SBC ({result.engine}): the rank ECDF plot failed ({type(error).__name__}: {error})",
-                        _message_figure(f"plot_ecdf_pit failed: {error}")))
-    else:
-        figures.append((caption, figure))
-    return Check(f"SBC ({result.engine})", not failing, verdict, figures=figures,
+    figure = figure_or_error(caption, lambda: arviz_plots.plot_ecdf_pit(result.to_arviz(), group="prior_sbc",
+                                                                        backend="matplotlib"))
+    return Check(f"SBC ({result.engine})", not failing, verdict, figures=[figure],
                  tables=[(f"SBC ({result.engine})", table)])
 
 
@@ -1205,7 +1191,6 @@ def run_check(args: argparse.Namespace) -> Path:
         )
     out = Path(args.out or f"reports/check-{args.name}")
     checks: list[Check] = []  # SBC and reference checks: this page's own section
-    predictive: list[Check] = []
     fits: dict[str, Fit] = {}
     start = time.perf_counter()
     if args.name in CHECK_SETUPS:
@@ -1229,10 +1214,7 @@ def run_check(args: argparse.Namespace) -> Path:
         print(f"[check {args.name}] fit with {engine} ...", flush=True)
         fit = ppzoo.fit(model, data, engine=engine, seed=args.seed, **options[engine])
         fits[engine] = fit
-        tree = fit.to_arviz()
-        # For checks.csv and the printed lines only: the report shows each fit's predictive checks itself.
-        predictive += [dataclasses.replace(c, name=f"{c.name} ({engine})", figures=[])
-                       for c in predictive_checks(fit, tree, label=engine)]
+        # The predictive checks are the report's own (one run per fit, on the fit's one DataTree).
         if reference is not None:
             checks.append(reference_check(compare_to_reference(fit, reference), engine))
         if args.num_simulations:
@@ -1245,9 +1227,6 @@ def run_check(args: argparse.Namespace) -> Path:
             else:
                 checks.append(sbc_check(result))
     elapsed = time.perf_counter() - start
-    import matplotlib.pyplot as plt
-
-    plt.close("all")  # the predictive checks' figures: the report draws its own
     kinds = [k for k, there in (("SBC", args.num_simulations), ("reference posterior", reference is not None)) if there]
     summary = sum(c.passed is True for c in checks), sum(c.passed is False for c in checks), sum(c.passed is None for c in checks)
     section = closed_loop_section(
@@ -1261,11 +1240,19 @@ def run_check(args: argparse.Namespace) -> Path:
         f"{elapsed / 60:.1f} min.</p>",
         sections=[section] if checks else [],
     )
-    checks = predictive + checks
-    verdicts = pd.DataFrame([{"check": c.name, "passed": c.passed, "verdict": c.verdict} for c in checks])
+    # Every check on the page (predictive checks, convergence, engines agree, SBC, reference), as the page's
+    # verdict strip has them: read back, not run again.
+    strip = pd.read_csv(folder / "verdicts.csv", keep_default_na=False)  # "n/a" is a verdict, not a missing value
+    strip = strip[strip["kind"] == "check"]
+    verdicts = pd.DataFrame({
+        "check": [f"{n} ({e})" if e else n for n, e in zip(strip["name"], strip["engine"])],
+        "passed": [{"PASS": True, "FAIL": False, "n/a": None}[v] for v in strip["verdict"]],
+        "verdict": list(strip["detail"]),
+    })
     verdicts.to_csv(folder / "checks.csv", index=False)
-    for c in checks:
-        print(f"  {'PASS' if c.passed else ('n/a ' if c.passed is None else 'FAIL')}  {c.name}: {c.verdict}")
+    for row in verdicts.itertuples():
+        word = "PASS" if row.passed else ("n/a " if row.passed is None else "FAIL")
+        print(f"  {word}  {row.check}: {row.verdict}")
     return folder
 
 

@@ -30,7 +30,8 @@ from ppzoo.fit import Fit
 
 __all__ = [
     "report", "recovery_metrics", "remove_stale_staging", "file_stem", "rst_to_html", "Section", "MARKER", "global_sites",
-    "comparable_samples", "label_fits", "Claim", "section_anchor", "RHAT_MAX", "ESS_MIN",
+    "comparable_samples", "label_fits", "Claim", "section_anchor", "RHAT_MAX", "ESS_MIN", "figure_or_error",
+    "message_figure",
 ]
 
 MARKER = ".ppzoo-report"
@@ -118,6 +119,30 @@ def _png(figure: Any) -> bytes:
         figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def message_figure(text: str) -> Any:
+    """A small figure that shows ``text`` (e.g. why a plot failed), for a page that shows every figure it promised."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.8))
+    ax.axis("off")
+    ax.text(0, 0.5, text[:300], fontsize=8, va="center", wrap=True)
+    return fig
+
+
+def figure_or_error(caption: str, draw: Callable[[], Any]) -> tuple[str, Any]:
+    """``(caption, draw())``; if drawing fails, the caption with the error and a figure that shows it.
+
+    A broken plot is shown on the page, never hidden: the figure says which error stopped it (and a warning
+    says it too), and the verdicts, which never depend on plots, stand.
+    """
+    try:
+        return caption, draw()
+    except Exception as error:  # any plotting failure: shown in place of the plot
+        message = f"{type(error).__name__}: {error}"
+        warnings.warn(f"Plot {caption!r} failed: {message}", stacklevel=2)
+        return f"{caption} (the plot failed: {message})", message_figure(f"Plot failed: {message}")
 
 
 def _img(caption: str, figure: Any) -> str:
@@ -246,11 +271,11 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
             plotted = []
         note = "" if plotted == sites else f" ({', '.join(plotted)}; the other sites have too many scalars to plot)"
         if plotted and fit.num_chains > 1:
-            figures.append((f"{label}: rank plots (uniform ranks = chains agree){note}",
-                            arviz_plots.plot_rank(tree, var_names=plotted, backend="matplotlib")))
+            figures.append(figure_or_error(f"{label}: rank plots (uniform ranks = chains agree){note}",
+                                           lambda: arviz_plots.plot_rank(tree, var_names=plotted, backend="matplotlib")))
         elif plotted:
-            figures.append((f"{label}: posterior densities{note}",
-                            arviz_plots.plot_dist(tree, var_names=plotted, backend="matplotlib")))
+            figures.append(figure_or_error(f"{label}: posterior densities{note}",
+                                           lambda: arviz_plots.plot_dist(tree, var_names=plotted, backend="matplotlib")))
     if "diverging" in fit.sample_stats:
         div = np.asarray(fit.sample_stats["diverging"])
         text.append(f"<p>Divergent transitions: <b class='{'bad' if div.any() else 'good'}'>{int(div.sum())}</b> of {div.size}.</p>")
@@ -556,13 +581,14 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
         marked = [s for s in sites if truth and s in truth and np.shape(truth[s]) == first.samples[s].shape[2:]]
         if aligned and len(marked) < len(sites):
             marked = []  # the fits cannot be mapped onto the truth's labelling of the modes: no markers
-        compare.figures.append(("Posterior of each fit per parameter, one panel (x axis) per site: median (dot), 50% "
-                                "(thick) and 94% (thin) intervals, chains pooled"
-                                + (f"; true values: black diamonds ({', '.join(marked)})" if marked else "")
-                                + ((" (each fit mapped onto the true sources' labelling: permutation and signs)"
-                                    if marked else " (each fit mapped onto the first fit's mode; the truth is not "
-                                    "marked, as its labelling of the modes is unknown)") if aligned else ""),
-                                _forest(labelled, sites, {s: truth[s] for s in marked})))
+        compare.figures.append(figure_or_error(
+            "Posterior of each fit per parameter, one panel (x axis) per site: median (dot), 50% "
+            "(thick) and 94% (thin) intervals, chains pooled"
+            + (f"; true values: black diamonds ({', '.join(marked)})" if marked else "")
+            + ((" (each fit mapped onto the true sources' labelling: permutation and signs)"
+                if marked else " (each fit mapped onto the first fit's mode; the truth is not "
+                "marked, as its labelling of the modes is unknown)") if aligned else ""),
+            lambda: _forest(labelled, sites, {s: truth[s] for s in marked})))
     shown = metrics.set_index("fit").drop(columns=["model"])
     compare.tables.append(("Per fit: timings, diagnostics" + (" and recovery of the truth" if truth else ""), shown, None))
     if truth:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pandas as pd
 import pytest
 
 import ppzoo
@@ -126,13 +129,43 @@ def test_section_has_one_verdict_line_per_check(checked):
     assert section.text.count("FAIL") >= 1 and section.text.count("PASS") >= 5
 
 
-def test_report_carries_the_closed_loop_section(checked, tmp_path):
+@pytest.fixture(scope="module")
+def small_fit():
     y = np.random.default_rng(2).normal(0.0, 1.0, 100).astype(np.float32)
-    out = ppzoo.report(_fit(normal_model, y), tmp_path / "r")
+    return _fit(normal_model, y)
+
+
+def test_report_carries_the_closed_loop_section(small_fit, tmp_path):
+    out = ppzoo.report(small_fit, tmp_path / "r")
     page = (out / "index.html").read_text()
     assert "Closed loop: predictive checks and LOO" in page
     for name in ("prior predictive (nuts)", "posterior predictive (nuts)", "LOO (nuts)", "LOO-PIT (nuts)"):
         assert name in page
+
+
+def _broken(*args, **kwargs):
+    raise RuntimeError("boom from the plotting library")
+
+
+def test_a_broken_plot_is_shown_never_hidden(small_fit, tmp_path, monkeypatch):
+    import arviz_plots
+
+    monkeypatch.setattr(arviz_plots, "plot_loo_pit", _broken)
+    monkeypatch.setattr(arviz_plots, "plot_ppc_dist", _broken)
+    with pytest.warns(UserWarning, match="boom from the plotting library"):
+        results = _by_name(predictive_checks(small_fit, label="nuts"))
+    # The verdicts stand on their tests, not on the plots ...
+    for name in ("prior predictive", "posterior predictive", "LOO-PIT"):
+        assert results[name].passed is not None, results[name].verdict
+        # ... and each failed plot is in its place as a figure that says what stopped it.
+        (caption, figure), = results[name].figures
+        assert "the plot failed: RuntimeError: boom from the plotting library" in caption, caption
+        assert "boom from the plotting library" in figure.axes[0].texts[0].get_text()
+    with pytest.warns(UserWarning, match="boom"):
+        out = ppzoo.report(small_fit, tmp_path / "broken")
+    page = (out / "index.html").read_text()
+    shown = re.findall(r"<figcaption>[^<]*the plot failed: RuntimeError: boom from the plotting library", page)
+    assert len(shown) == 3, shown
 
 
 def test_check_command_errors():
@@ -142,7 +175,14 @@ def test_check_command_errors():
         checks.main(["ica", "--engines", "hmc"])
 
 
-def test_check_command_on_a_reference_posterior(tmp_path, capsys):
+def test_check_command_on_a_reference_posterior(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def counted(fit, *args, **kwargs):
+        calls.append(fit.engine)
+        return predictive_checks(fit, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "predictive_checks", counted)
     out = tmp_path / "check"
     checks.main(["eight_schools-eight_schools_noncentered", "--engines", "nuts", "--num-simulations", "20",
                  "--num-warmup", "300", "--num-samples", "300", "--out", str(out)])
@@ -150,6 +190,13 @@ def test_check_command_on_a_reference_posterior(tmp_path, capsys):
     assert "reference posterior (nuts)" in printed and "SBC (nuts)" in printed
     assert (out / "index.html").exists() and (out / "checks.csv").exists()
     assert "Closed loop:" in (out / "index.html").read_text()
+    # The predictive checks run once per fit (the report's), and checks.csv lists each check once, as the page does.
+    assert calls == ["nuts"]
+    table = pd.read_csv(out / "checks.csv", keep_default_na=False)
+    assert table["check"].is_unique and "LOO (nuts)" in set(table["check"])
+    strip = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    assert len(table) == int((strip["kind"] == "check").sum())
+    assert printed.count("LOO (nuts):") == 1
 
 
 def poisson_model(y=None, *, num_data: int = 60):

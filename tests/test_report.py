@@ -66,7 +66,7 @@ def test_failed_report_leaves_nothing(ica_fits, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report_module, "_page", broken)
+    monkeypatch.setattr(report_module, "html_page", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         ppzoo.report(ica_fits["svi"], tmp_path / "half")
     assert not (tmp_path / "half").exists()

@@ -62,7 +62,7 @@ def write_page(study: Study, table: Any, out: Path, *, backend: str, seconds: fl
     matplotlib.use("Agg", force=False)
     import pandas as pd
 
-    from ppzoo.report import Section, _page
+    from ppzoo.report import Section, html_page
 
     params = [c for c in study.grid_keys if c in table.columns]
     ok = table[table["status"] == "ok"] if len(table) else table
@@ -122,7 +122,7 @@ def write_page(study: Study, table: Any, out: Path, *, backend: str, seconds: fl
         blocks.append(Section("Failures", text="<p class='good'>No failed runs.</p>"))
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    page = _page(f"ppzoo sweep: {study.name}", f"<p>Written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>", blocks)
+    page = html_page(f"ppzoo sweep: {study.name}", f"<p>Written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>", blocks)
     path = folder / "index.html"
     write_atomic(path, lambda p: p.write_text(page, encoding="utf-8"))
     return path

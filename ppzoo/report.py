@@ -29,7 +29,7 @@ from ppzoo.arviz import MAX_STORED_VALUES, STORED_STATS, write_datatree
 from ppzoo.fit import Fit
 
 __all__ = [
-    "report", "recovery_metrics", "remove_stale_staging", "file_stem", "rst_to_html", "Section", "MARKER", "global_sites",
+    "report", "html_page", "recovery_metrics", "remove_stale_staging", "file_stem", "rst_to_html", "Section", "MARKER", "global_sites",
     "comparable_samples", "label_fits", "Claim", "section_anchor", "RHAT_MAX", "ESS_MIN", "figure_or_error",
     "message_figure",
 ]
@@ -599,7 +599,7 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     strip = _strip_rows(claims, blocks, anchors)
     pd.DataFrame(strip, columns=[*VERDICT_COLUMNS, "anchor"])[list(VERDICT_COLUMNS)].to_csv(
         folder / "verdicts.csv", index=False)
-    page = _page(title or f"ppzoo report: {first.model_name}", description, blocks, anchors=anchors, strip=strip)
+    page = html_page(title or f"ppzoo report: {first.model_name}", description, blocks, anchors=anchors, strip=strip)
     (folder / "index.html").write_text(page, encoding="utf-8")
 
 
@@ -936,8 +936,10 @@ table.strip tr.group th{background:none;font-size:.85em;color:#444;padding-top:.
 """
 
 
-def _page(title: str, description: str, blocks: Sequence[Section], *, anchors: Sequence[str] | None = None,
-          strip: Sequence[Mapping[str, Any]] = ()) -> str:
+def html_page(title: str, description: str, blocks: Sequence[Section], *, anchors: Sequence[str] | None = None,
+              strip: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The HTML page of ``blocks`` (:class:`Section`) under ``title``: what :func:`report` writes, and
+    other pages in the same style (a sweep's). ``strip`` holds the verdict strip's rows."""
     anchors = _anchors(blocks) if anchors is None else anchors
     nav = "".join(f'<a href="#{a}">{html.escape(b.title)}</a>' for a, b in zip(anchors, blocks))
     body = []

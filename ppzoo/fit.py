@@ -20,7 +20,7 @@ from ppzoo.inference import ENGINES
 from ppzoo.models import ZooModel
 from ppzoo.models import get as get_model
 
-__all__ = ["fit", "Fit", "FitKeys", "ModelSites", "inspect_model", "validate_data"]
+__all__ = ["fit", "Fit", "FitKeys", "ModelSites", "as_key", "inspect_model", "validate_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -450,12 +450,22 @@ class Fit:
         return arviz_stats.summary(self.datatree, var_names=var_names)
 
 
-def _as_key(seed: int | jax.Array) -> tuple[jax.Array, int | None]:
+def as_key(seed: int | jax.Array) -> tuple[jax.Array, int | None]:
+    """A seed as a JAX key, and the seed as an integer when it was one (``None`` for a key).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is neither an integer nor a typed JAX key (``jax.random.key``; not a legacy uint32 key).
+    """
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return jax.random.key(int(seed)), int(seed)
     if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
         return seed, None
     raise TypeError(f"`seed` must be an integer or a JAX key (jax.random.key(0)); got {seed!r}.")
+
+
+_as_key = as_key  # the old private name, still imported by ppzoo.sbc
 
 
 def fit(
@@ -512,7 +522,7 @@ def fit(
     (4, 200, 2, 2)
     """
     model, data, opts = _validate(model, data, engine, engine_options)
-    key, seed_int = _as_key(seed)
+    key, seed_int = as_key(seed)
     run_model = model
     if params is not None:
         if not isinstance(params, Mapping):

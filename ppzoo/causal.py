@@ -27,6 +27,10 @@ Exogenous noise is read in two ways, so that both styles of model work:
 "Global" sites are latent sites outside the datum plate(s) (the plates of the observed sites, ``"data"``
 by convention): they keep their posterior draws. "Per-datum" sites are regenerated (``intervene``) or
 abducted (``counterfactual``).
+
+The DAG helpers (:func:`topological_order`, :func:`edges_from_adjacency`, :func:`adjacency_from_edges`)
+live in the leaf module :mod:`ppzoo.graphs`, which the zoo's structural models import; they are
+re-exported here.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ In NumPyro the program is the VAE of :mod:`ppzoo.models.vae` plus the named fact
 arrive as the keyword argument ``discriminator``: they are not a NumPyro param, because the ELBO optimizer
 must not move them (the VAE *minimises* the estimate the discriminator *maximises*). They are trained
 alternately with the ELBO inside the SVI engine's compiled loop through its documented extension point
-(:class:`ppzoo.inference.SVIExtension`): the model's own guide carries ``svi_extension``, which after every
+(:class:`ppzoo.extensions.SVIExtension`): the model's own guide carries ``svi_extension``, which after every
 ELBO step draws a minibatch of codes from the updated encoder, permutes them, and takes one Adam step on the
 discriminator's cross-entropy (disentanglement_lib's settings: learning rate 1e-4, beta1 0.5, beta2 0.9;
 six hidden layers of 1000 leaky-ReLU units). The final discriminator is returned in
@@ -54,7 +54,7 @@ from numpy.typing import ArrayLike
 from numpyro import handlers
 
 from ppzoo import nn
-from ppzoo.inference.svi import SVIExtension
+from ppzoo.extensions import SVIExtension
 from ppzoo.models import ZooModel
 from ppzoo.models.vae import VAEConfig, _non_negative, make_entry, vae_core, vae_guide
 
@@ -175,7 +175,7 @@ def _guide_latents(guide, params: Mapping[str, Any], data: Mapping[str, Any], ke
 
 
 def discriminator_extension(config: FactorVAEConfig, guide) -> SVIExtension:
-    """The :class:`~ppzoo.inference.SVIExtension` that trains FactorVAE's discriminator between ELBO steps.
+    """The :class:`~ppzoo.extensions.SVIExtension` that trains FactorVAE's discriminator between ELBO steps.
 
     Each update draws a minibatch of codes from ``guide`` with the current encoder, permutes a copy
     dimension-wise, and takes one Adam step on disentanglement_lib's discriminator loss

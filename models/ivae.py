@@ -67,7 +67,6 @@ framework. AISTATS. Section 3 (model, Eqs. 5-7), Section 6.1 (experiments). Refe
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -79,12 +78,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from flax import nnx
 from numpy.typing import ArrayLike
 from numpyro import handlers
 
 from ppzoo import nn
-from ppzoo.inference.svi import SVIExtension
+from ppzoo.extensions import SVIExtension
 from ppzoo.models import ZooModel, make_config
 
 __all__ = [
@@ -152,7 +150,7 @@ class IVAEConfig:
         (``ilkhem/iVAE``, ``runners/ivae.py``: reconstruction weight ``a`` (config 100) and prior-KL weight ``d``
         (config 10), total-correlation weight ``c = 0``, for the first ``epochs / 1.6`` epochs, then ``b = c = d = 1``
         and ``a`` doubled), reduced to the one weight that a ``numpyro.handlers.scale`` on ``x`` can express and
-        decayed linearly instead of switched. Applied through a :class:`ppzoo.inference.SVIExtension` on the
+        decayed linearly instead of switched. Applied through a :class:`ppzoo.extensions.SVIExtension` on the
         guide (a step counter; :func:`reconstruction_weight`); draws and ``log_likelihood`` use weight 1.
     anneal_start_weight : float
         :math:`w_0 > 0`, the reconstruction weight at step 0 (reference: ``a = 100``). A weight above 1 is a
@@ -216,26 +214,6 @@ class IVAEConfig:
             raise ValueError(f"IVAEConfig.anneal_start_weight must be a positive number, e.g. 0.01; got {weight!r}.")
 
 
-@functools.lru_cache(maxsize=64)
-def _template(in_features: int, sizes: tuple[int, ...], activation: str, seed: int):
-    with jax.ensure_compile_time_eval():
-        return nnx.split(nn.MLP(in_features, sizes, activation=activation, rngs=nnx.Rngs(seed)))
-
-
-def _network(name: str, in_features: int, sizes: tuple[int, ...], *, activation: str, seed: int):
-    """``ppzoo.nn.module(name, MLP)`` whose initial weights are fresh copies on every call.
-
-    ``ppzoo.nn.mlp`` hands NumPyro its cached module's own weight arrays as the params' initial value, and
-    the SVI engine donates its state to the compiled update, which deletes those arrays: a second fit of the
-    same architecture in one process then fails with "Array has been deleted". Copying the (small) initial
-    weights on each call avoids that; under ``jit`` the copies are dead code once the params exist.
-    """
-    graphdef, state = _template(int(in_features), tuple(int(s) for s in sizes), activation, int(seed))
-    with jax.ensure_compile_time_eval():
-        state = jax.tree.map(jnp.copy, state)
-    return nn.module(name, nnx.merge(graphdef, state))
-
-
 def _sizes(x, u, num_data, config: IVAEConfig) -> tuple[int, int, int, int]:
     """``(num_data, num_observed, num_sources, num_segments)`` from the data and the config."""
     if config.conditional_prior and u is None:
@@ -273,7 +251,7 @@ def _batch(config: IVAEConfig, num_data: int) -> int | None:
 def _prior_table(config: IVAEConfig, num_sources: int, num_segments: int) -> tuple[jax.Array, jax.Array]:
     """Per-segment prior means and log-variances, each ``(M, K)``: the prior network on the one-hot rows."""
     out_size = 2 * num_sources if config.prior_mean else num_sources
-    prior_net = _network(
+    prior_net = nn.mlp(
         "prior_net", num_segments, (*config.hidden, out_size), activation=config.activation, seed=config.seed + 2
     )
     table = prior_net(jnp.eye(num_segments))
@@ -309,7 +287,7 @@ def ivae(
         ``IVAEConfig.anneal_steps``). ``None``: 1, the model itself.
     """
     num_data, num_observed, num_sources, num_segments = _sizes(x, u, num_data, config)
-    decoder = _network(
+    decoder = nn.mlp(
         "decoder", num_sources, (*config.hidden, num_observed), activation=config.activation, seed=config.seed + 1
     )
     if config.learn_noise:
@@ -358,7 +336,7 @@ def ivae_guide(
     in_features = num_observed + (num_segments if config.conditional_prior else 0)
     full = config.encoder_covariance == "full"
     num_off_diagonal = num_sources * (num_sources - 1) // 2 if full else 0
-    encoder = _network(
+    encoder = nn.mlp(
         "encoder",
         in_features,
         (*config.hidden, 2 * num_sources + num_off_diagonal),
@@ -399,7 +377,7 @@ def reconstruction_weight(config: IVAEConfig, step: ArrayLike) -> jax.Array:
 
 
 def anneal_extension(config: IVAEConfig) -> SVIExtension:
-    """The :class:`~ppzoo.inference.SVIExtension` annealing the reconstruction weight: a step counter."""
+    """The :class:`~ppzoo.extensions.SVIExtension` annealing the reconstruction weight: a step counter."""
 
     def init(key, params, data):
         return jnp.zeros((), jnp.int32)

@@ -16,6 +16,8 @@ import jax
 from flax import nnx
 from numpyro.contrib.module import nnx_module
 
+from ppzoo.buffers import fresh_buffers
+
 __all__ = ["MLP", "mlp", "module", "ACTIVATIONS"]
 
 Activation = Literal["relu", "leaky_relu", "tanh", "xtanh", "elu", "gelu", "softplus"]
@@ -67,13 +69,6 @@ class MLP(nnx.Module):
         return self.layers[-1](x)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_mlp(in_features: int, sizes: tuple[int, ...], activation: str, seed: int) -> MLP:
-    # Built eagerly even when first reached inside a jit trace, so no tracer is ever cached.
-    with jax.ensure_compile_time_eval():
-        return MLP(in_features, sizes, activation=activation, rngs=nnx.Rngs(seed))
-
-
 def module(name: str, network: nnx.Module) -> Callable[..., jax.Array]:
     """Register an NNX module's weights as the NumPyro param ``f"{name}$params"`` and return its call."""
     return nnx_module(name, network)
@@ -90,9 +85,10 @@ def mlp(
     """An MLP inside a NumPyro program, its weights the param site ``f"{name}$params"``.
 
     The module's structure and initial weights (from ``nnx.Rngs(seed)``) are built once per distinct
-    setting and reused, so calling the model repeatedly (as every engine does) costs no re-initialisation.
+    setting and reused, so calling the model repeatedly (as every engine does) costs no re-initialisation;
+    each call hands NumPyro fresh copies of the weights (see :func:`_fresh`).
     """
-    return module(name, _cached_mlp(int(in_features), tuple(int(s) for s in sizes), activation, int(seed)))
+    return _fresh(name, "mlp", int(in_features), tuple(int(s) for s in sizes), activation, int(seed))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -355,15 +351,14 @@ def _template(kind: str, *args) -> tuple[nnx.GraphDef, nnx.State]:
 def _fresh(name: str, kind: str, *args) -> Callable[..., jax.Array]:
     """``module(name, net)`` for a network rebuilt from the cached template with *copies* of its weights.
 
-    The SVI engine donates its state (params included) to the compiled update; handing NumPyro the cached
-    module's own arrays as initial values would let a first fit delete them and break a second fit of the
-    same architecture ("Array has been deleted"). Under ``jit`` the copies are dead code once the params
-    exist.
+    A compiled update that donates its state (the SVI engine's, or a user's own) deletes the buffers of the
+    params' initial values; handing NumPyro the cached template's own arrays would let a first fit delete
+    them and break a second fit of the same architecture ("Array has been deleted"). The copies are
+    :func:`ppzoo.buffers.fresh_buffers`, the one donation guard; under ``jit`` they are dead code once the
+    params exist.
     """
     graphdef, state = _template(kind, *args)
-    with jax.ensure_compile_time_eval():
-        state = jax.tree.map(jnp.copy, state)
-    return module(name, nnx.merge(graphdef, state))
+    return module(name, nnx.merge(graphdef, fresh_buffers(state)))
 
 
 def conv_encoder(

@@ -3,20 +3,17 @@
 :func:`predictive_checks` judges one fit (prior predictive, posterior predictive, LOO with Pareto k,
 LOO-PIT); :func:`closed_loop_section` turns those, plus an optional :class:`ppzoo.SBCResult` and an
 optional reference comparison, into a report section with one verdict line per check.
-``ppzoo check NAME`` (:func:`main`) runs all of them on a zoo model or a posteriordb reference and writes
-the model's report with that section.
+``ppzoo check NAME`` (:mod:`ppzoo.cli`) runs all of them on a zoo model or a posteriordb reference and
+writes the model's report with that section.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import html
 import re
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,7 +26,7 @@ from ppzoo.report import Section, figure_or_error
 __all__ = [
     "Check", "is_mcmc", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
     "image_ppc_figure", "zero_based",
-    "ppc_figures", "CHECK_SETUPS", "CheckSetup", "main",
+    "ppc_figures",
     "convergence_diagnostics", "convergence_table", "convergence_check", "max_r_hat", "unconverged_note",
     "mark_unconverged", "posterior_collapse", "ACTIVE_VARIANCE",
 ]
@@ -1092,173 +1089,3 @@ def posterior_collapse(encoder_mean: Any, encoder_sd: Any, *, label: str = "", p
                    f"{kl[active].sum():.3g} nats per datum in the active ones, {kl[~active].sum():.3g} in the rest"
                    + (f" (inactive: {', '.join(inactive)})" if inactive else "") + f"; {mean.shape[0]} data.")
     return Check(name, bool(active.any()), verdict, tables=[(f"{label or 'encoder'}: latent usage per dimension", table)])
-
-
-# --------------------------------------------------------------------------------------------- ppzoo check
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CheckSetup:
-    """How ``ppzoo check`` exercises a zoo model: data to fit, SBC's settings, engine options.
-
-    Attributes
-    ----------
-    data : callable
-        ``data(seed) -> (model_kwargs, truth or None)``: the data set the model is fitted to.
-    sbc_data : callable
-        ``sbc_data(seed) -> model_kwargs`` for SBC: a smaller data set whose observed arrays give only the
-        shapes (SBC simulates their values).
-    config : mapping
-        Model config overrides for the check (small sizes).
-    sbc_var_names : tuple of str or None
-        Sites to rank (symmetry-invariant ones for models with symmetric modes).
-    nuts, svi : mapping
-        Engine options for the fit and for every SBC simulation.
-    """
-
-    data: Callable[[int], tuple[dict[str, Any], dict[str, Any] | None]]
-    sbc_data: Callable[[int], dict[str, Any]]
-    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    sbc_var_names: tuple[str, ...] | None = None
-    nuts: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"num_warmup": 300, "num_samples": 300})
-    svi: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"steps": 2000, "learning_rate": 1e-2})
-
-
-def _ica_data(seed: int, num_data: int = 200):
-    import ppzoo
-
-    # 3 observed dimensions for 2 sources: with as many observations as sources the noise scale is identified
-    # only through the sources' non-Gaussianity and the posterior is a funnel (noise -> 0 pins every source)
-    # whose neck neither NUTS nor BlackJAX enters in 300 warmup steps. SBC catches that: 200 simulations of
-    # the square model give noise-scale ranks piled at 0 (p ~ 1e-28 for both engines), wherever the true noise
-    # is below ~0.2. One residual dimension identifies the noise and both engines pass (p = 0.44, 0.20).
-    ds = ppzoo.data.load("linear_ica", num_data=num_data, num_sources=2, num_observed=3, seed=seed)
-    return dict(ds.data), dict(ds.truth)
-
-
-#: Zoo model name -> how ``ppzoo check`` exercises it. Models not listed are checked by the predictive
-#: checks on their own case study's data only (``ppzoo run``), not by ``ppzoo check``.
-CHECK_SETUPS: dict[str, CheckSetup] = {
-    "ica": CheckSetup(
-        data=_ica_data,
-        sbc_data=lambda seed: _ica_data(seed, num_data=50)[0],
-        config={"num_sources": 2},
-        sbc_var_names=("noise_scale",),
-        svi={"steps": 1500, "learning_rate": 2e-2},
-    ),
-}
-
-
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    from ppzoo.inference import ENGINES
-
-    parser = argparse.ArgumentParser(
-        prog="ppzoo check",
-        description="Run the closed-loop checks (SBC, predictive checks, LOO, reference posterior) on a zoo model "
-        "or a posteriordb reference, and write its report with a 'Closed loop' section.",
-    )
-    parser.add_argument("name", help="zoo model with a check setup, or a posteriordb reference name")
-    parser.add_argument("--engines", default="nuts,blackjax,svi", help="comma-separated engines (default all three)")
-    parser.add_argument("--num-simulations", type=int, default=100, help="SBC simulations per engine (0: skip SBC)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="report folder (default reports/check-NAME)")
-    parser.add_argument("--num-warmup", type=int, default=None, help="NUTS/BlackJAX warmup per chain")
-    parser.add_argument("--num-samples", type=int, default=None, help="NUTS/BlackJAX draws per chain")
-    parser.add_argument("--steps", type=int, default=None, help="SVI steps")
-    args = parser.parse_args(argv)
-    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = sorted(set(args.engines) - set(ENGINES))
-    if unknown:
-        parser.error(f"unknown engine(s) {unknown}; valid: {', '.join(ENGINES)}")
-    if args.num_simulations < 0:
-        parser.error(f"--num-simulations must be >= 0; got {args.num_simulations}")
-    return args
-
-
-def run_check(args: argparse.Namespace) -> Path:
-    """Fit, check and report; returns the report folder."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import ppzoo
-    from ppzoo.reference import compare_to_reference, load_reference, reference_names
-
-    references = reference_names()
-    if args.name not in CHECK_SETUPS and args.name not in references:
-        raise SystemExit(
-            f"ppzoo check: no check setup for {args.name!r}. Zoo models: {', '.join(sorted(CHECK_SETUPS))}; "
-            f"posteriordb references: {', '.join(references)}."
-        )
-    out = Path(args.out or f"reports/check-{args.name}")
-    checks: list[Check] = []  # SBC and reference checks: this page's own section
-    fits: dict[str, Fit] = {}
-    start = time.perf_counter()
-    if args.name in CHECK_SETUPS:
-        setup = CHECK_SETUPS[args.name]
-        model = ppzoo.models.get(args.name, **setup.config)
-        data, truth = setup.data(args.seed)
-        sbc_data, var_names, reference = setup.sbc_data(args.seed), setup.sbc_var_names, None
-        options = {"svi": dict(setup.svi), "nuts": dict(setup.nuts), "blackjax": dict(setup.nuts)}
-    else:
-        reference = load_reference(args.name)
-        model, data, truth = reference.model, reference.data, None
-        sbc_data, var_names = data, None
-        nuts = {"num_warmup": 500, "num_samples": 500, "target_accept_prob": reference.target_accept_prob}
-        options = {"svi": {"steps": 5000, "learning_rate": 1e-2, "guide": "auto_mvn"}, "nuts": nuts, "blackjax": nuts}
-    overrides = {"num_warmup": args.num_warmup, "num_samples": args.num_samples}
-    for engine in ("nuts", "blackjax"):
-        options[engine] = {**options[engine], **{k: v for k, v in overrides.items() if v is not None}}
-    if args.steps is not None:
-        options["svi"] = {**options["svi"], "steps": args.steps}
-    for engine in args.engines:
-        print(f"[check {args.name}] fit with {engine} ...", flush=True)
-        fit = ppzoo.fit(model, data, engine=engine, seed=args.seed, **options[engine])
-        fits[engine] = fit
-        # The predictive checks are the report's own (one run per fit, on the fit's one DataTree).
-        if reference is not None:
-            checks.append(reference_check(compare_to_reference(fit, reference), engine))
-        if args.num_simulations:
-            print(f"[check {args.name}] SBC with {engine}, {args.num_simulations} simulations ...", flush=True)
-            try:
-                result = ppzoo.sbc(model, sbc_data, engine=engine, num_simulations=args.num_simulations,
-                                   seed=args.seed, var_names=list(var_names) if var_names else None, **options[engine])
-            except ValueError as error:  # e.g. an improper prior: nothing to simulate from
-                checks.append(Check(f"SBC ({engine})", None, f"not run: {error}"))
-            else:
-                checks.append(sbc_check(result))
-    elapsed = time.perf_counter() - start
-    kinds = [k for k, there in (("SBC", args.num_simulations), ("reference posterior", reference is not None)) if there]
-    summary = sum(c.passed is True for c in checks), sum(c.passed is False for c in checks), sum(c.passed is None for c in checks)
-    section = closed_loop_section(
-        checks, title=f"Closed loop, {' and '.join(kinds)}: {summary[0]} passed, {summary[1]} failed, "
-                      f"{summary[2]} not applicable"
-    )
-    folder = ppzoo.report(
-        fits, out, truth=truth, title=f"ppzoo check: {args.name}",
-        description=f"<p>Closed-loop checks of <code>{html.escape(args.name)}</code> with "
-        f"{html.escape(', '.join(args.engines))}; {args.num_simulations} SBC simulations per engine; "
-        f"{elapsed / 60:.1f} min.</p>",
-        sections=[section] if checks else [],
-    )
-    # Every check on the page (predictive checks, convergence, engines agree, SBC, reference), as the page's
-    # verdict strip has them: read back, not run again.
-    strip = pd.read_csv(folder / "verdicts.csv", keep_default_na=False)  # "n/a" is a verdict, not a missing value
-    strip = strip[strip["kind"] == "check"]
-    verdicts = pd.DataFrame({
-        "check": [f"{n} ({e})" if e else n for n, e in zip(strip["name"], strip["engine"])],
-        "passed": [{"PASS": True, "FAIL": False, "n/a": None}[v] for v in strip["verdict"]],
-        "verdict": list(strip["detail"]),
-    })
-    verdicts.to_csv(folder / "checks.csv", index=False)
-    for row in verdicts.itertuples():
-        word = "PASS" if row.passed else ("n/a " if row.passed is None else "FAIL")
-        print(f"  {word}  {row.check}: {row.verdict}")
-    return folder
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``ppzoo check NAME``: prints one verdict line per check and the report's path last."""
-    args = _parse(argv)
-    folder = run_check(args)
-    print(f"Report: {(folder / 'index.html').resolve()}", flush=True)
-    return 0

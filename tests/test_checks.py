@@ -1,4 +1,4 @@
-"""Closed-loop checks: predictive checks, LOO and LOO-PIT verdicts; the report section; ``ppzoo check``."""
+"""Closed-loop checks: predictive checks, LOO and LOO-PIT verdicts; the report section (``ppzoo check``: test_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import re
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-import pandas as pd
 import pytest
 
 import ppzoo
-from ppzoo import checks
 from ppzoo.checks import closed_loop_section, predictive_checks
 
 
@@ -166,37 +164,6 @@ def test_a_broken_plot_is_shown_never_hidden(small_fit, tmp_path, monkeypatch):
     page = (out / "index.html").read_text()
     shown = re.findall(r"<figcaption>[^<]*the plot failed: RuntimeError: boom from the plotting library", page)
     assert len(shown) == 3, shown
-
-
-def test_check_command_errors():
-    with pytest.raises(SystemExit, match="no check setup for 'nope'.*ica"):
-        checks.main(["nope", "--num-simulations", "0"])
-    with pytest.raises(SystemExit):
-        checks.main(["ica", "--engines", "hmc"])
-
-
-def test_check_command_on_a_reference_posterior(tmp_path, capsys, monkeypatch):
-    calls = []
-
-    def counted(fit, *args, **kwargs):
-        calls.append(fit.engine)
-        return predictive_checks(fit, *args, **kwargs)
-
-    monkeypatch.setattr(checks, "predictive_checks", counted)
-    out = tmp_path / "check"
-    checks.main(["eight_schools-eight_schools_noncentered", "--engines", "nuts", "--num-simulations", "20",
-                 "--num-warmup", "300", "--num-samples", "300", "--out", str(out)])
-    printed = capsys.readouterr().out
-    assert "reference posterior (nuts)" in printed and "SBC (nuts)" in printed
-    assert (out / "index.html").exists() and (out / "checks.csv").exists()
-    assert "Closed loop:" in (out / "index.html").read_text()
-    # The predictive checks run once per fit (the report's), and checks.csv lists each check once, as the page does.
-    assert calls == ["nuts"]
-    table = pd.read_csv(out / "checks.csv", keep_default_na=False)
-    assert table["check"].is_unique and "LOO (nuts)" in set(table["check"])
-    strip = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
-    assert len(table) == int((strip["kind"] == "check").sum())
-    assert printed.count("LOO (nuts):") == 1
 
 
 def poisson_model(y=None, *, num_data: int = 60):

@@ -1,4 +1,4 @@
-"""The ppzoo command: models listing, a tiny case-study run, errors."""
+"""The ppzoo command: models listing, a tiny case-study run, ``ppzoo check``, errors."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
+from ppzoo import checks
+from ppzoo.checks import predictive_checks
 from ppzoo.cli import main
 
 
@@ -71,3 +73,34 @@ def test_missing_data_is_one_line_and_a_nonzero_exit(argv, tmp_path, monkeypatch
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "PPZOO_VALIDATION_DIR" in errors[0] and "nowhere" in errors[0], errors
     assert not (tmp_path / "out").exists()
+
+
+def test_check_command_errors():
+    with pytest.raises(SystemExit, match="no check setup for 'nope'.*ica"):
+        main(["check", "nope", "--num-simulations", "0"])
+    with pytest.raises(SystemExit):
+        main(["check", "ica", "--engines", "hmc"])
+
+
+def test_check_command_on_a_reference_posterior(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def counted(fit, *args, **kwargs):
+        calls.append(fit.engine)
+        return predictive_checks(fit, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "predictive_checks", counted)
+    out = tmp_path / "check"
+    main(["check", "eight_schools-eight_schools_noncentered", "--engines", "nuts", "--num-simulations", "20",
+          "--num-warmup", "300", "--num-samples", "300", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "reference posterior (nuts)" in printed and "SBC (nuts)" in printed
+    assert (out / "index.html").exists() and (out / "checks.csv").exists()
+    assert "Closed loop:" in (out / "index.html").read_text()
+    # The predictive checks run once per fit (the report's), and checks.csv lists each check once, as the page does.
+    assert calls == ["nuts"]
+    table = pd.read_csv(out / "checks.csv", keep_default_na=False)
+    assert table["check"].is_unique and "LOO (nuts)" in set(table["check"])
+    strip = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    assert len(table) == int((strip["kind"] == "check").sum())
+    assert printed.count("LOO (nuts):") == 1

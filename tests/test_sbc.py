@@ -12,7 +12,7 @@ import numpyro.distributions as dist
 import pytest
 
 import ppzoo
-from ppzoo.checks import CHECK_SETUPS
+from ppzoo.cli import CHECK_SETUPS
 from ppzoo.reference import load_reference
 from tests.conftest import conjugate_model
 

@@ -31,6 +31,15 @@ _DATA_CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _CACHE_ON: set[str] = set()
 
 
+def _enable_cache(cache_dir: str | None) -> None:
+    """Turn JAX's persistent compilation cache on in this worker, once per folder."""
+    if cache_dir and cache_dir not in _CACHE_ON:
+        import ppzoo
+
+        ppzoo.enable_compilation_cache(cache_dir)
+        _CACHE_ON.add(cache_dir)
+
+
 def _dataset(settings: Mapping[str, Any]) -> Any:
     import ppzoo.data
 
@@ -97,11 +106,7 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
     elif spec.kind == "case_study":
         import shutil
 
-        import ppzoo
-
-        if spec.cache_dir and spec.cache_dir not in _CACHE_ON:
-            ppzoo.enable_compilation_cache(spec.cache_dir)
-            _CACHE_ON.add(spec.cache_dir)
+        _enable_cache(spec.cache_dir)
         staging = folder / ".report"
         shutil.rmtree(staging, ignore_errors=True)
         args = case_study_args(spec.target, spec.args or {}, spec.seed, str(staging), spec.params)
@@ -114,9 +119,7 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
         import ppzoo
         from ppzoo.arviz import write_datatree
 
-        if spec.cache_dir and spec.cache_dir not in _CACHE_ON:
-            ppzoo.enable_compilation_cache(spec.cache_dir)
-            _CACHE_ON.add(spec.cache_dir)
+        _enable_cache(spec.cache_dir)
         dataset = _dataset(spec.data)
         model = ppzoo.models.get(spec.target, **spec.model)
         fit = ppzoo.fit(model, dataset.data, engine=spec.engine, seed=spec.seed, **spec.engine_options)

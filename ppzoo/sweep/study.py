@@ -47,7 +47,12 @@ class StudyError(ValueError):
 
 
 def load_function(reference: str, base_dir: str | None, what: str) -> Callable[..., Any]:
-    """``"name"`` in METRICS, ``"package.module:function"`` or ``"path/file.py:function"``."""
+    """The function a study names as ``"package.module:function"`` or ``"path/file.py:function"``.
+
+    A file path is relative to ``base_dir`` (the study file's folder); the file is imported once per process.
+    ``what`` ("metric", "task") names the reference in the :class:`StudyError` raised when it cannot be
+    loaded or is not a function.
+    """
     module_part, sep, attribute = reference.rpartition(":")
     if not sep or not module_part or not attribute:
         raise StudyError(

@@ -11,7 +11,7 @@ from numpyro import handlers
 from numpyro.infer import init_to_uniform
 
 import ppzoo
-from ppzoo.data._paths import validation_dir
+from ppzoo.data import validation_dir
 from ppzoo.reference import (
     GaussianHMM,
     ReferencePosterior,

@@ -17,8 +17,9 @@ import importlib
 from collections.abc import Callable
 
 from ppzoo.data._dataset import Dataset
+from ppzoo.data._paths import validation_dir
 
-__all__ = ["Dataset", "load", "names", "LOADERS"]
+__all__ = ["Dataset", "load", "names", "LOADERS", "validation_dir"]
 
 #: Registry: data set name -> "module:function". Explicit, so that an unknown name can list the valid ones.
 LOADERS: dict[str, str] = {

@@ -3,7 +3,7 @@
 posteriordb (Magnusson, Bürkner and Vehtari) ships, for each posterior, a Stan model, its data and
 10,000 reference draws made by Stan's NUTS (10 chains x 1,000 draws, thinned by 10 from 10,000). ppzoo
 ships 15 of them as package data in ``ppzoo/data/validation/posteriordb/`` (draws stored as float32, read
-back as float64; see :func:`ppzoo.data._paths.validation_dir`). This module ports each model to a plain
+back as float64; see :func:`ppzoo.data.validation_dir`). This module ports each model to a plain
 NumPyro function that defines *the same* posterior density (flat improper priors where Stan has no prior
 statement, Stan's constrained-space priors on ordered vectors, GARCH's triangle), loads the data and the
 draws, and compares any set of posterior draws against the reference with tolerances derived from Monte

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppzoo.data._paths import validation_dir
+from ppzoo.data import validation_dir
 from ppzoo.reference.ports import (
     ark,
     arma11,
@@ -212,7 +212,7 @@ def load_reference(name: str) -> ReferencePosterior:
     ValueError
         If ``name`` is not one of the ported posteriors (the message lists them).
     FileNotFoundError
-        If the validation folder is missing (see :func:`ppzoo.data._paths.validation_dir`).
+        If the validation folder is missing (see :func:`ppzoo.data.validation_dir`).
 
     Examples
     --------

@@ -27,7 +27,18 @@ minibatch mean, as the likelihood does.
 The model calls the encoder (``encoder$params``, shared with the guide) on the minibatch to evaluate
 :math:`q(z_i \mid x_j)` for all pairs. ``regularize=False`` drops the factor.
 
-Sites: as :mod:`ppzoo.models.vae`, plus ``total_correlation`` (factor, plate ``"data"``).
+Sites (those of :mod:`ppzoo.models.vae` and the penalty's)
+
+=====================  =============  =======  =========================================================================================
+name                   shape          support  role
+=====================  =============  =======  =========================================================================================
+``decoder$params``     pytree         real     param: weights of :math:`f_\theta`
+``encoder$params``     pytree         real     param of the guide: weights of :math:`m_\phi, v_\phi`
+``z``                  ``(N, K)``     real     latent: plate ``"data"``
+``x``                  ``(N, H, W)``  {0, 1}   observed: plate ``"data"``
+``encoder$params``     pytree         real     param: the encoder, read by the penalty (``regularize=True`` and ``x`` given)
+``total_correlation``  ``(N,)``                factor: -(:math:`\beta` - 1) x TC, plate ``"data"`` (``regularize=True`` and ``x`` given)
+=====================  =============  =======  =========================================================================================
 
 References
 ----------
@@ -48,9 +59,20 @@ from jax.scipy.special import logsumexp
 from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
-from ppzoo.models.vae import VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models import Site
+from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models.vae import SITES as VAE_SITES
 
-__all__ = ["BetaTCVAEConfig", "beta_tcvae", "total_correlation", "entry"]
+__all__ = ["BetaTCVAEConfig", "beta_tcvae", "total_correlation", "entry", "SITES", "SMALLEST"]
+
+#: The site table (rendered in the module docstring): the VAE's and the penalty's.
+SITES: tuple[Site, ...] = VAE_SITES + (
+    ENCODER_IN_MODEL,
+    Site(
+        "total_correlation", ("N",), "factor", "", note=r'-(:math:`\beta` - 1) x TC, plate ``"data"``',
+        when="``regularize=True`` and ``x`` given",
+    ),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -118,4 +140,5 @@ def entry(**config: Any) -> ZooModel:
         BetaTCVAEConfig,
         config,
         "beta-TCVAE: the VAE minus (beta - 1) x total correlation (minibatch-weighted sampling), a named factor.",
+        sites=SITES,
     )

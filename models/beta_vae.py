@@ -15,7 +15,16 @@ With ``regularize=False`` the scale is dropped and the program is the generative
 :math:`\beta \ne 1` targets :math:`q \propto p(x \mid z)^{1/\beta} p(z)`, not :math:`p(z \mid x)`: part of the
 amortization gap measured against the exact posterior is this deliberate tempering.
 
-Sites: as :mod:`ppzoo.models.vae` (``z`` carries the scale ``beta``).
+Sites (those of :mod:`ppzoo.models.vae`; ``z`` carries the scale ``beta``)
+
+==================  =============  =======  =====================================================
+name                shape          support  role
+==================  =============  =======  =====================================================
+``decoder$params``  pytree         real     param: weights of :math:`f_\theta`
+``encoder$params``  pytree         real     param of the guide: weights of :math:`m_\phi, v_\phi`
+``z``               ``(N, K)``     real     latent: plate ``"data"``
+``x``               ``(N, H, W)``  {0, 1}   observed: plate ``"data"``
+==================  =============  =======  =====================================================
 
 References
 ----------
@@ -32,9 +41,9 @@ from typing import Any
 from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
-from ppzoo.models.vae import VAEConfig, _non_negative, make_entry, vae_core, vae_guide
+from ppzoo.models.vae import SITES, SMALLEST, VAEConfig, _non_negative, make_entry, vae_core, vae_guide
 
-__all__ = ["BetaVAEConfig", "beta_vae", "beta_vae_guide", "latent_scale", "entry"]
+__all__ = ["BetaVAEConfig", "beta_vae", "beta_vae_guide", "latent_scale", "entry", "SITES", "SMALLEST"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -37,23 +37,24 @@ posterior and intervening gives counterfactuals (abduction, action, prediction).
 
 Sites
 
-=========================  ====================  ========  ==========================================================
-name                       shape                 support   role
-=========================  ====================  ========  ==========================================================
-``adjacency``              ``(d, d)``            real      param (diagonal held at 0)
-``noise_scale``            ``(d,)``              positive  param (:math:`\sigma`)
-``label_noise_scale``      ``(d,)``              positive  param (:math:`s`, when labels are given)
-``decoder$params``         pytree                real      param
-``encoder$params``         pytree                real      param, guide
-``acyclicity``             ``()``                          factor
-``adjacency_sparsity``     ``()``                          factor
-``eps``                    ``(N, d, k)``         real      latent, exogenous noise (plate ``"data"``)
-``<concept>``              ``(N, k)``            real      observed Delta, one site per concept (``do`` target)
-``z``                      ``(N, d k)``          real      deterministic, the concepts side by side
-``label_prior``            ``(N,)``                        factor (when ``u`` is given)
-``label_scm``              ``(N,)``                        factor (``u`` given, weight > 0)
-``x``                      ``(N, H, W[, C])``    [0, 1]    observed
-=========================  ====================  ========  ==========================================================
+============================  ===============  ========  ==================================================================================================
+name                          shape            support   role
+============================  ===============  ========  ==================================================================================================
+``adjacency``                 ``(d, d)``       real      param: ``A`` (diagonal held at 0)
+``noise_scale``               ``(d,)``         positive  param: :math:`\sigma`
+``label_noise_scale``         ``(d,)``         positive  param: :math:`s` (``u`` given, ``label_scm_weight > 0``)
+``decoder$params``            pytree           real      param: the decoder (``decoder='joint'``)
+``decoder_<concept>$params``  pytree           real      param: one decoder per group, named after its first concept (``decoder`` per concept or in groups)
+``encoder$params``            pytree           real      param of the guide: the encoder
+``acyclicity``                ``()``                     factor: NOTEARS penalty (``acyclicity_weight > 0``)
+``adjacency_sparsity``        ``()``                     factor: L1 penalty on ``A`` (``sparsity_weight > 0``)
+``eps``                       ``(N, d, k)``    real      latent: exogenous noise, plate ``"data"``
+``<concept>``                 ``(N, k)``       real      observed: Delta, one site per concept (a ``do`` target)
+``z``                         ``(N, d*k)``     real      deterministic: the concepts side by side
+``label_prior``               ``(N,)``                   factor: label-conditioned prior (``u`` given)
+``label_scm``                 ``(N,)``                   factor: labels under the causal layer (``u`` given, ``label_scm_weight > 0``)
+``x``                         ``(N, *image)``  [0, 1]    observed: images, ``image`` = ``(H, W)`` or ``(H, W, C)``
+============================  ===============  ========  ==================================================================================================
 
 The guide (SVI) is the amortized encoder :math:`q(\epsilon_n \mid x_n) = \mathcal{N}(m_\phi(x_n),
 \operatorname{diag} e^{v_\phi(x_n)})`; it reads images only (CausalVAE's encoder also reads the labels), so
@@ -85,9 +86,11 @@ from numpy.typing import ArrayLike
 from numpyro import handlers
 
 from ppzoo import nn
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Example, Site, ZooModel, make_config
 
 __all__ = [
+    "SITES",
+    "SMALLEST",
     "CausalVAEConfig",
     "LatentSCMConfig",
     "causal_vae",
@@ -106,6 +109,40 @@ __all__ = [
 #: The pendulum's concepts in CausalVAE's order (causes first).
 PENDULUM_CONCEPTS: tuple[str, ...] = ("pendulum_angle", "light_angle", "shadow_length", "shadow_position")
 _RESERVED = {"x", "u", "z", "eps", "adjacency", "noise_scale", "acyclicity", "adjacency_sparsity", "label_prior", "label_scm"}
+
+_GIVEN_U = "``u`` given"
+#: The site table (rendered in the module docstring); SCM-VAE's is built from it.
+SITES: tuple[Site, ...] = (
+    Site("adjacency", ("d", "d"), "param", note="``A`` (diagonal held at 0)"),
+    Site("noise_scale", ("d",), "param", "positive", note=r":math:`\sigma`"),
+    Site("label_noise_scale", ("d",), "param", "positive", note=":math:`s`", when=f"{_GIVEN_U}, ``label_scm_weight > 0``"),
+    Site("decoder$params", None, "param", note="the decoder", when="``decoder='joint'``"),
+    Site(
+        "decoder_<concept>$params", None, "param", note="one decoder per group, named after its first concept",
+        when="``decoder`` per concept or in groups", each="concepts",
+    ),
+    Site("encoder$params", None, "param", note="the encoder", program="guide"),
+    Site("acyclicity", (), "factor", "", note="NOTEARS penalty", when="``acyclicity_weight > 0``"),
+    Site("adjacency_sparsity", (), "factor", "", note="L1 penalty on ``A``", when="``sparsity_weight > 0``"),
+    Site("eps", ("N", "d", "k"), "latent", note='exogenous noise, plate ``"data"``'),
+    Site("<concept>", ("N", "k"), "observed", note="Delta, one site per concept (a ``do`` target)", each="concepts"),
+    Site("z", ("N", "d*k"), "deterministic", note="the concepts side by side"),
+    Site("label_prior", ("N",), "factor", "", note="label-conditioned prior", when=_GIVEN_U),
+    Site("label_scm", ("N",), "factor", "", note="labels under the causal layer", when=f"{_GIVEN_U}, ``label_scm_weight > 0``"),
+    Site("x", ("N", "*image"), "observed", "[0, 1]", note="images, ``image`` = ``(H, W)`` or ``(H, W, C)``"),
+)
+
+#: The smallest runnable instance: two concepts, 4 binary 4 x 4 images with labels, MLPs of 4 units.
+SMALLEST = Example(
+    config={"concepts": ("a", "b"), "mlp_hidden": (4,), "batch_size": None, "image_shape": (4, 4)},
+    generate={"num_data": 4},
+    data={
+        "x": (np.arange(64).reshape(4, 4, 4) % 3 == 0).astype(np.float32),
+        "u": np.array([[0.5, -1.0], [1.2, 0.3], [-0.4, 0.9], [-1.3, -0.2]], dtype=np.float32),
+    },
+    sizes={"N": 4, "d": 2, "k": 1, "image": (4, 4)},
+    size_fields=("concept_dim", "batch_size"),
+)
 
 
 def _positive_int(owner: str, name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -638,4 +675,6 @@ def entry(**config: Any) -> ZooModel:
         check_data=check_data,
         summary_sites=(),
         description="CausalVAE: linear latent SCM z = A^T z + eps, learned A under tr(exp(A*A)) - d, label-conditioned prior.",
+        sites=SITES,
+        example=SMALLEST,
     )

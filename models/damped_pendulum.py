@@ -24,16 +24,16 @@ the angle observed.
 
 Sites
 
-=========================  ==========  ==========  ==================================================
-name                       shape       support     role
-=========================  ==========  ==========  ==================================================
-``gravity_over_length``    ``()``      positive    latent
-``damping``                ``()``      positive    latent
-``initial_state``          ``(2,)``    real        latent: angle (rad) and angular velocity at ``t[0]``
-``noise_scale``            ``()``      positive    latent
-``states``                 ``(N, 2)``  real        deterministic: ODE solution at ``t``
-``y``                      ``(N,)``    real        observed angle, plate ``"data"``
-=========================  ==========  ==========  ==================================================
+=======================  ==========  ========  =======================================================
+name                     shape       support   role
+=======================  ==========  ========  =======================================================
+``gravity_over_length``  ``()``      positive  latent: ``g/L`` (1 / time^2)
+``damping``              ``()``      positive  latent: damping rate ``c`` (1 / time)
+``initial_state``        ``(2,)``    real      latent: angle (rad) and angular velocity at ``t[0]``
+``noise_scale``          ``()``      positive  latent: measurement sd ``sigma`` (rad)
+``states``               ``(N, 2)``  real      deterministic: ODE solution ``(theta, omega)`` at ``t``
+``y``                    ``(N,)``    real      observed: measured angle, plate ``"data"``
+=======================  ==========  ========  =======================================================
 
 Like any oscillator fit, the posterior over ``g/L`` has local modes at other frequencies when chains start
 far away; start near the mode (``init_strategy=init_to_value(values=...)``, e.g. from a discovered law).
@@ -55,9 +55,29 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from ppzoo.models import Example, Site
 from ppzoo.models.lotka_volterra import _concrete, _positive, check_time_grid, solve_ode
 
-__all__ = ["DampedPendulumConfig", "damped_pendulum", "pendulum_rhs", "entry"]
+__all__ = ["DampedPendulumConfig", "damped_pendulum", "pendulum_rhs", "entry", "SITES", "SMALLEST"]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("gravity_over_length", (), "latent", "positive", note="``g/L`` (1 / time^2)"),
+    Site("damping", (), "latent", "positive", note="damping rate ``c`` (1 / time)"),
+    Site("initial_state", (2,), "latent", note="angle (rad) and angular velocity at ``t[0]``"),
+    Site("noise_scale", (), "latent", "positive", note="measurement sd ``sigma`` (rad)"),
+    Site("states", ("N", 2), "deterministic", note="ODE solution ``(theta, omega)`` at ``t``"),
+    Site("y", ("N",), "observed", note='measured angle, plate ``"data"``'),
+)
+
+#: The smallest runnable instance: three measured angles.
+SMALLEST = Example(
+    config={},
+    generate={"t": np.array([0.0, 0.5, 1.0], dtype=np.float32)},
+    data={"t": np.array([0.0, 0.5, 1.0], dtype=np.float32), "y": np.array([0.5, -0.3, 0.1], dtype=np.float32)},
+    sizes={"N": 3},
+    size_fields=("mxstep",),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -185,4 +205,6 @@ def entry(**config: Any):
         check_data=_check_data,
         summary_sites=("gravity_over_length", "damping", "initial_state", "noise_scale"),
         description="Damped nonlinear pendulum ODE, angle observed: posterior of g/L and damping.",
+        sites=SITES,
+        example=SMALLEST,
     )

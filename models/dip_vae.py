@@ -19,7 +19,18 @@ factor ``dip_penalty`` outside the plate with value :math:`-N \times \text{penal
 against the dataset-level ELBO (:math:`N` times the per-image loss) as in disentanglement_lib.
 ``regularize=False`` drops it.
 
-Sites: as :mod:`ppzoo.models.vae`, plus ``dip_penalty`` (factor, scalar).
+Sites (those of :mod:`ppzoo.models.vae` and the penalty's)
+
+==================  =============  =======  =============================================================================
+name                shape          support  role
+==================  =============  =======  =============================================================================
+``decoder$params``  pytree         real     param: weights of :math:`f_\theta`
+``encoder$params``  pytree         real     param of the guide: weights of :math:`m_\phi, v_\phi`
+``z``               ``(N, K)``     real     latent: plate ``"data"``
+``x``               ``(N, H, W)``  {0, 1}   observed: plate ``"data"``
+``encoder$params``  pytree         real     param: the encoder, read by the penalty (``regularize=True`` and ``x`` given)
+``dip_penalty``     ``()``                  factor: -N x penalty (``regularize=True`` and ``x`` given)
+==================  =============  =======  =============================================================================
 
 References
 ----------
@@ -38,9 +49,13 @@ import numpyro
 from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
-from ppzoo.models.vae import VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models import Site
+from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models.vae import SITES as VAE_SITES
 
 __all__ = [
+    "SITES",
+    "SMALLEST",
     "DIPVAEIConfig",
     "DIPVAEIIConfig",
     "dip_vae_i",
@@ -50,6 +65,12 @@ __all__ = [
     "entry_i",
     "entry_ii",
 ]
+
+#: The site table of both types (rendered in the module docstring): the VAE's and the penalty's.
+SITES: tuple[Site, ...] = VAE_SITES + (
+    ENCODER_IN_MODEL,
+    Site("dip_penalty", (), "factor", "", note="-N x penalty", when="``regularize=True`` and ``x`` given"),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,6 +163,7 @@ def entry_i(**config: Any) -> ZooModel:
     return make_entry(
         "dip_vae_i", dip_vae_i, DIPVAEIConfig, config,
         "DIP-VAE-I: the VAE plus a penalty pushing Cov[encoder mean] to the identity (named factor).",
+        sites=SITES,
     )
 
 
@@ -150,4 +172,5 @@ def entry_ii(**config: Any) -> ZooModel:
     return make_entry(
         "dip_vae_ii", dip_vae_ii, DIPVAEIIConfig, config,
         "DIP-VAE-II: the VAE plus a penalty pushing the aggregate posterior's covariance to the identity.",
+        sites=SITES,
     )

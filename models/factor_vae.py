@@ -29,7 +29,17 @@ Without ``discriminator`` (e.g. when ``fit.to_arviz()`` re-runs the model) or wi
 factor is left out and the program is the plain generative model. Fitting with a guide other than the
 model's own (``guide="auto_normal"``) has no discriminator either: pass ``extension=`` then.
 
-Sites: as :mod:`ppzoo.models.vae`, plus ``total_correlation`` (factor, plate ``"data"``).
+Sites (those of :mod:`ppzoo.models.vae` and the penalty's)
+
+=====================  =============  =======  ================================================================================================================================================================
+name                   shape          support  role
+=====================  =============  =======  ================================================================================================================================================================
+``decoder$params``     pytree         real     param: weights of :math:`f_\theta`
+``encoder$params``     pytree         real     param of the guide: weights of :math:`m_\phi, v_\phi`
+``z``                  ``(N, K)``     real     latent: plate ``"data"``
+``x``                  ``(N, H, W)``  {0, 1}   observed: plate ``"data"``
+``total_correlation``  ``(N,)``                factor: -:math:`\gamma` x TC (from the discriminator), plate ``"data"`` (``regularize=True``, ``x`` and ``discriminator`` given: SVI with the model's own guide)
+=====================  =============  =======  ================================================================================================================================================================
 
 References
 ----------
@@ -55,8 +65,10 @@ from numpyro import handlers
 
 from ppzoo import nn
 from ppzoo.extensions import SVIExtension
-from ppzoo.models import ZooModel
+from ppzoo.models import Site, ZooModel
+from ppzoo.models.vae import SMALLEST as VAE_SMALLEST
 from ppzoo.models.vae import VAEConfig, _non_negative, make_entry, vae_core, vae_guide
+from ppzoo.models.vae import SITES as VAE_SITES
 
 __all__ = [
     "FactorVAEConfig",
@@ -67,7 +79,21 @@ __all__ = [
     "discriminator_logits",
     "discriminator_extension",
     "entry",
+    "SITES",
+    "SMALLEST",
 ]
+
+#: The site table (rendered in the module docstring): the VAE's and the penalty's.
+SITES: tuple[Site, ...] = VAE_SITES + (
+    Site(
+        "total_correlation", ("N",), "factor", "",
+        note=r'-:math:`\gamma` x TC (from the discriminator), plate ``"data"``',
+        when="``regularize=True``, ``x`` and ``discriminator`` given: SVI with the model's own guide",
+    ),
+)
+
+#: The smallest runnable instance: the VAE's, with a discriminator of 4 units.
+SMALLEST = dataclasses.replace(VAE_SMALLEST, config={**VAE_SMALLEST.config, "discriminator_hidden": (4,)})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -226,4 +252,6 @@ def entry(**config: Any) -> ZooModel:
         config,
         "FactorVAE: the VAE minus gamma x total correlation estimated by a discriminator trained alongside.",
         guide=FactorVAEGuide,
+        sites=SITES,
+        example=SMALLEST,
     )

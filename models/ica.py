@@ -13,14 +13,15 @@ Generative story (for data points :math:`n = 1..N`, sources :math:`k = 1..K`, ob
 
 Sites
 
-=============  ==============  ==============  ==========
-name           shape           support         role
-=============  ==============  ==============  ==========
-``mixing``     ``(D, K)``      real            latent
-``noise_scale````()``          positive        latent
-``z``          ``(N, K)``      real            latent (plate ``"data"``); ``off_span``: deterministic ``A^+ x``
-``x``          ``(N, D)``      real            observed (plate ``"data"``)
-=============  ==============  ==============  ==========
+===============  ==========  ========  =============================================================================
+name             shape       support   role
+===============  ==========  ========  =============================================================================
+``mixing``       ``(D, K)``  real      latent: the mixing matrix ``A``
+``noise_scale``  ``()``      positive  latent: the noise sd ``sigma``
+``z``            ``(N, K)``  real      latent: the sources, plate ``"data"`` (``noise='isotropic'``)
+``z``            ``(N, K)``  real      deterministic: the sources ``A^+ x``, plate ``"data"`` (``noise='off_span'``)
+``x``            ``(N, D)``  real      observed: plate ``"data"``
+===============  ==========  ========  =============================================================================
 
 Which noise model
 -----------------
@@ -74,12 +75,30 @@ import numpyro
 import numpyro.distributions as dist
 from scipy.optimize import linear_sum_assignment
 
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Example, Site, ZooModel, check_positive_integer, check_positive_number, make_config
 
 __all__ = [
     "ICAConfig", "OffSpanICA", "ica", "ica_guide", "ica_off_span_guide", "init_to_principal_subspace", "align_chains",
-    "entry",
+    "entry", "SITES", "SMALLEST",
 ]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("mixing", ("D", "K"), "latent", note="the mixing matrix ``A``"),
+    Site("noise_scale", (), "latent", "positive", note="the noise sd ``sigma``"),
+    Site("z", ("N", "K"), "latent", note='the sources, plate ``"data"``', when="``noise='isotropic'``"),
+    Site("z", ("N", "K"), "deterministic", note='the sources ``A^+ x``, plate ``"data"``', when="``noise='off_span'``"),
+    Site("x", ("N", "D"), "observed", note='plate ``"data"``'),
+)
+
+#: The smallest runnable instance: 2 sources seen in 3 dimensions, 4 points.
+SMALLEST = Example(
+    config={"num_sources": 2, "num_observed": 3},
+    generate={"num_data": 4},
+    data={"x": np.array([[0.3, -1.2, 0.8], [1.1, 0.4, -0.5], [-0.7, 0.9, 1.3], [-0.2, -0.6, -1.0]], dtype=np.float32)},
+    sizes={"N": 4, "D": 3, "K": 2},
+    size_fields=("num_sources", "num_observed"),
+)
 
 SourcePrior = Literal["laplace", "logistic", "student_t"]
 NoiseModel = Literal["isotropic", "off_span"]
@@ -117,9 +136,7 @@ class ICAConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_sources", "num_observed"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"ICAConfig.{name} must be a positive integer or None; got {value!r}.")
+            check_positive_integer("ICAConfig", name, getattr(self, name), allow_none=True)
         if self.source_prior not in ("laplace", "logistic", "student_t"):
             raise ValueError(
                 f"ICAConfig.source_prior must be 'laplace', 'logistic' or 'student_t'; got {self.source_prior!r}."
@@ -127,8 +144,7 @@ class ICAConfig:
         if self.noise not in ("isotropic", "off_span"):
             raise ValueError(f"ICAConfig.noise must be 'isotropic' or 'off_span'; got {self.noise!r}.")
         for name in ("mixing_scale", "noise_prior_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ICAConfig.{name} must be positive; got {getattr(self, name)!r}.")
+            check_positive_number("ICAConfig", name, getattr(self, name))
 
 
 #: Variance of each unit-scale source density (Laplace 2 b^2, logistic pi^2 s^2 / 3, Student-t nu / (nu - 2)).
@@ -484,4 +500,6 @@ def entry(**config: Any) -> ZooModel:
         align=align_chains,
         summary_sites=("mixing", "noise_scale"),
         description="Bayesian linear ICA: Laplace sources, Gaussian mixing prior, Gaussian noise.",
+        sites=SITES,
+        example=SMALLEST,
     )

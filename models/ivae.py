@@ -37,15 +37,16 @@ encoder :math:`q(z_n \mid x_n)` without ``u`` (``u`` may be omitted). Its source
 
 Sites
 
-======================  ==============  ==========  =====================================================
-name                    shape           support     role
-======================  ==============  ==========  =====================================================
-``decoder$params``      pytree          real        param (network weights of :math:`f_\theta`)
-``prior_net$params``    pytree          real        param (iVAE only; :math:`g_\phi`)
-``noise_scale``         ``()``          positive    param (only with ``learn_noise=True``)
-``z``                   ``(N, K)``      real        latent (plate ``"data"``)
-``x``                   ``(N, D)``      real        observed (plate ``"data"``)
-======================  ==============  ==========  =====================================================
+====================  ==========  ========  =============================================================
+name                  shape       support   role
+====================  ==========  ========  =============================================================
+``decoder$params``    pytree      real      param: weights of :math:`f_\theta`
+``prior_net$params``  pytree      real      param: weights of :math:`g_\phi` (``conditional_prior=True``)
+``noise_scale``       ``()``      positive  param: :math:`\sigma` (``learn_noise=True``)
+``encoder$params``    pytree      real      param of the guide: weights of :math:`m_\psi, s_\psi, B_\psi`
+``z``                 ``(N, K)``  real      latent: plate ``"data"``
+``x``                 ``(N, D)``  real      observed: plate ``"data"``
+====================  ==========  ========  =============================================================
 
 ``u`` is a covariate (an integer array of segment indices, shape ``(N,)``), not a random site. The
 guide adds ``encoder$params``. With ``batch_size`` set, the plate ``"data"`` subsamples ``batch_size``
@@ -83,12 +84,34 @@ from numpyro import handlers
 
 from ppzoo import nn
 from ppzoo.extensions import SVIExtension
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Example, Site, ZooModel, make_config
 
 __all__ = [
     "IVAEConfig", "ivae", "ivae_guide", "encode", "prior_log_variance", "reconstruction_weight", "anneal_extension",
-    "entry",
+    "entry", "SITES", "SMALLEST",
 ]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("decoder$params", None, "param", note=r"weights of :math:`f_\theta`"),
+    Site("prior_net$params", None, "param", note=r"weights of :math:`g_\phi`", when="``conditional_prior=True``"),
+    Site("noise_scale", (), "param", "positive", note=r":math:`\sigma`", when="``learn_noise=True``"),
+    Site("encoder$params", None, "param", note=r"weights of :math:`m_\psi, s_\psi, B_\psi`", program="guide"),
+    Site("z", ("N", "K"), "latent", note='plate ``"data"``'),
+    Site("x", ("N", "D"), "observed", note='plate ``"data"``'),
+)
+
+#: The smallest runnable instance: 2 sources seen in 3 dimensions, 2 segments of 2 points, MLPs of 4 units.
+SMALLEST = Example(
+    config={"num_sources": 2, "num_observed": 3, "num_segments": 2, "hidden": (4,)},
+    generate={"u": np.array([0, 0, 1, 1])},
+    data={
+        "x": np.array([[0.3, -1.2, 0.8], [1.1, 0.4, -0.5], [-0.7, 0.9, 1.3], [-0.2, -0.6, -1.0]], dtype=np.float32),
+        "u": np.array([0, 0, 1, 1]),
+    },
+    sizes={"N": 4, "K": 2, "D": 3},
+    size_fields=("num_sources", "num_observed", "num_segments", "batch_size"),
+)
 
 EncoderCovariance = Literal["full", "diagonal"]
 
@@ -543,4 +566,6 @@ def entry(**config: Any) -> ZooModel:
         align=None,
         summary_sites=(),
         description=f"Identifiable VAE for nonlinear ICA ({kind}), MLP decoder, amortized encoder.",
+        sites=SITES,
+        example=SMALLEST,
     )

@@ -23,15 +23,15 @@ a site.
 
 Sites
 
-==================  ============  ===========  =============================================
-name                shape         support      role
-==================  ============  ===========  =============================================
-``bias``            ``(D,)``      real         latent (:math:`b`, in ``config.nodes`` order)
-``weights``         ``(E,)``      real         latent (:math:`W`, in ``config.edges`` order)
-``basis_weights``   ``(E, K)``    real         latent (additive mechanism only)
-``noise_scale``     ``(D,)``      positive     latent (:math:`\sigma`)
-``<node>``          ``(N,)``      real         observed, one site per node (plate ``"data"``)
-==================  ============  ===========  =============================================
+=================  ==========  ========  =============================================
+name               shape       support   role
+=================  ==========  ========  =============================================
+``bias``           ``(D,)``    real      latent: :math:`b`, in ``config.nodes`` order
+``weights``        ``(E,)``    real      latent: :math:`W`, in ``config.edges`` order
+``basis_weights``  ``(E, K)``  real      latent: :math:`C` (``mechanism='additive'``)
+``noise_scale``    ``(D,)``    positive  latent: :math:`\sigma`
+``<node>``         ``(N,)``    real      observed: one site per node, plate ``"data"``
+=================  ==========  ========  =============================================
 
 References
 ----------
@@ -43,7 +43,7 @@ Sachs et al. (2005), *Science* 308(5721) (the case study's data).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import jax.numpy as jnp
@@ -52,13 +52,31 @@ import numpyro
 import numpyro.distributions as dist
 
 from ppzoo.graphs import edges_from_adjacency, topological_order
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Example, Site, ZooModel, check_positive_integer, check_positive_number, make_config
 
-__all__ = ["LinearSCMConfig", "linear_scm", "entry", "RESERVED_NAMES"]
+__all__ = ["LinearSCMConfig", "linear_scm", "entry", "RESERVED_NAMES", "SITES", "SMALLEST"]
 
 Mechanism = Literal["linear", "additive"]
 #: Site and argument names a node may not take.
 RESERVED_NAMES = ("bias", "weights", "basis_weights", "noise_scale", "x", "num_data", "config", "data")
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("bias", ("D",), "latent", note=":math:`b`, in ``config.nodes`` order"),
+    Site("weights", ("E",), "latent", note=":math:`W`, in ``config.edges`` order"),
+    Site("basis_weights", ("E", "K"), "latent", note=":math:`C`", when="``mechanism='additive'``"),
+    Site("noise_scale", ("D",), "latent", "positive", note=r":math:`\sigma`"),
+    Site("<node>", ("N",), "observed", note='one site per node, plate ``"data"``', each="nodes"),
+)
+
+#: The smallest runnable instance: the default chain a -> b -> c, 4 points.
+SMALLEST = Example(
+    config={},
+    generate={"num_data": 4},
+    data={"x": np.array([[0.3, -1.2, 0.8], [1.1, 0.4, -0.5], [-0.7, 0.9, 1.3], [-0.2, -0.6, -1.0]], dtype=np.float32)},
+    sizes={"N": 4, "D": 3, "E": 2, "K": 5},
+    size_fields=("num_basis",),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,9 +110,9 @@ class LinearSCMConfig:
     noise_prior_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.nodes, str) or not all(isinstance(n, str) for n in self.nodes):
+        nodes = None if isinstance(self.nodes, str) or not isinstance(self.nodes, Iterable) else tuple(self.nodes)
+        if nodes is None or not all(isinstance(n, str) for n in nodes):
             raise TypeError(f"LinearSCMConfig.nodes must be a sequence of node names; got {self.nodes!r}.")
-        nodes = tuple(self.nodes)
         object.__setattr__(self, "nodes", nodes)
         if not nodes:
             raise ValueError("LinearSCMConfig.nodes is empty: give the node names, e.g. nodes=('a', 'b').")
@@ -107,18 +125,24 @@ class LinearSCMConfig:
         edges = self.edges
         if hasattr(edges, "shape") and hasattr(edges, "dtype"):
             edges = edges_from_adjacency(edges, nodes)
-        edges = tuple(tuple(e) for e in edges)
+        pairs = () if isinstance(edges, str) or not isinstance(edges, Iterable) else tuple(edges)
+        if isinstance(edges, str) or not isinstance(edges, Iterable) or not all(
+            isinstance(e, (tuple, list)) and len(e) == 2 for e in pairs
+        ):
+            raise TypeError(
+                "LinearSCMConfig.edges must be (cause, effect) name pairs, e.g. (('a', 'b'),), or an adjacency "
+                f"matrix; got {self.edges!r}."
+            )
+        edges = tuple(tuple(e) for e in pairs)
         object.__setattr__(self, "edges", edges)
         if len(set(edges)) != len(edges):
             raise ValueError(f"LinearSCMConfig.edges repeats an edge: {sorted({e for e in edges if edges.count(e) > 1})}.")
         topological_order(nodes, edges)  # raises on unknown nodes and names a cycle
         if self.mechanism not in ("linear", "additive"):
             raise ValueError(f"LinearSCMConfig.mechanism must be 'linear' or 'additive'; got {self.mechanism!r}.")
-        if isinstance(self.num_basis, bool) or not isinstance(self.num_basis, int) or self.num_basis < 1:
-            raise ValueError(f"LinearSCMConfig.num_basis must be a positive integer; got {self.num_basis!r}.")
+        check_positive_integer("LinearSCMConfig", "num_basis", self.num_basis)
         for name in ("bias_scale", "weight_scale", "basis_scale", "noise_prior_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"LinearSCMConfig.{name} must be positive; got {getattr(self, name)!r}.")
+            check_positive_number("LinearSCMConfig", name, getattr(self, name))
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -212,4 +236,6 @@ def entry(**config: Any) -> ZooModel:
         check_data=_check_data,
         summary_sites=sites,
         description="Bayesian linear (or additive) SCM over a given DAG; each node a site, so do() intervenes.",
+        sites=SITES,
+        example=SMALLEST,
     )

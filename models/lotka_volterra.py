@@ -23,16 +23,16 @@ names are posteriordb's, so :func:`ppzoo.reference.compare_to_reference` reads a
 
 Sites
 
-=============  ===========  ==========  ==========================================
-name           shape        support     role
-=============  ===========  ==========  ==========================================
-``theta``      ``(4,)``     positive    latent: alpha, beta, gamma, delta
-``z_init``     ``(2,)``     positive    latent: prey, predator at :math:`t_0`
-``sigma``      ``(2,)``     positive    latent
-``z``          ``(N, 2)``   positive    deterministic: ODE solution at ``ts``
-``y_init``     ``(2,)``     positive    observed (generated when ``None``)
-``y``          ``(N, 2)``   positive    observed, plate ``"data"`` (column 0 prey, 1 predator)
-=============  ===========  ==========  ==========================================
+==========  ==========  ========  ======================================================
+name        shape       support   role
+==========  ==========  ========  ======================================================
+``theta``   ``(4,)``    positive  latent: alpha, beta, gamma, delta
+``z_init``  ``(2,)``    positive  latent: prey, predator at :math:`t_0`
+``sigma``   ``(2,)``    positive  latent: log-scale noise sd of each species
+``z``       ``(N, 2)``  positive  deterministic: ODE solution at ``ts``
+``y_init``  ``(2,)``    positive  observed: populations measured at :math:`t_0`
+``y``       ``(N, 2)``  positive  observed: plate ``"data"`` (column 0 prey, 1 predator)
+==========  ==========  ========  ======================================================
 
 The posterior of the lynx-hare data has local modes ~45 log-density units below the main one; chains
 started at random points can stay there through warmup. Start near the mode
@@ -60,6 +60,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from ppzoo.models import Example, Site, check_finite_number
+
 __all__ = [
     "LotkaVolterraConfig",
     "lotka_volterra",
@@ -67,7 +69,32 @@ __all__ = [
     "solve_ode",
     "check_time_grid",
     "entry",
+    "SITES",
+    "SMALLEST",
 ]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("theta", (4,), "latent", "positive", note="alpha, beta, gamma, delta"),
+    Site("z_init", (2,), "latent", "positive", note="prey, predator at :math:`t_0`"),
+    Site("sigma", (2,), "latent", "positive", note="log-scale noise sd of each species"),
+    Site("z", ("N", 2), "deterministic", "positive", note="ODE solution at ``ts``"),
+    Site("y_init", (2,), "observed", "positive", note="populations measured at :math:`t_0`"),
+    Site("y", ("N", 2), "observed", "positive", note='plate ``"data"`` (column 0 prey, 1 predator)'),
+)
+
+#: The smallest runnable instance: the first three years of posteriordb's hare and lynx counts.
+SMALLEST = Example(
+    config={},
+    generate={"ts": np.array([1.0, 2.0, 3.0], dtype=np.float32)},
+    data={
+        "ts": np.array([1.0, 2.0, 3.0], dtype=np.float32),
+        "y_init": np.array([30.0, 4.0], dtype=np.float32),
+        "y": np.array([[47.2, 6.1], [70.2, 9.8], [77.4, 35.2]], dtype=np.float32),
+    },
+    sizes={"N": 3},
+    size_fields=("mxstep",),
+)
 
 
 def solve_ode(
@@ -176,8 +203,7 @@ class LotkaVolterraConfig:
         _positive_tuple(owner, "theta_scale", self.theta_scale, 4)
         _positive(owner, init_median=self.init_median, init_log_scale=self.init_log_scale,
                   noise_log_scale=self.noise_log_scale, rtol=self.rtol, atol=self.atol)
-        if isinstance(self.noise_log_median, bool) or not np.isfinite(self.noise_log_median):
-            raise ValueError(f"{owner}.noise_log_median must be a finite number; got {self.noise_log_median!r}.")
+        check_finite_number(owner, "noise_log_median", self.noise_log_median)
         if isinstance(self.mxstep, bool) or not isinstance(self.mxstep, int) or self.mxstep < 1:
             raise ValueError(f"{owner}.mxstep must be a positive integer; got {self.mxstep!r}.")
 
@@ -274,4 +300,6 @@ def entry(**config: Any):
         check_data=_check_data,
         summary_sites=("theta", "z_init", "sigma"),
         description="Lotka-Volterra predator-prey ODE, log-normal counts (posteriordb hudson_lynx_hare).",
+        sites=SITES,
+        example=SMALLEST,
     )

@@ -18,16 +18,16 @@ this program defines the posteriordb posterior (posteriordb calls ``y`` ``C_hat`
 
 Sites
 
-=============  ==========  ==========  ======================================
-name           shape       support     role
-=============  ==========  ==========  ======================================
-``k_a``        ``()``      positive    latent (1 / time)
-``K_m``        ``()``      positive    latent (concentration)
-``V_m``        ``()``      positive    latent (mass / time)
-``sigma``      ``()``      positive    latent (log-scale noise sd)
-``C``          ``(N,)``    positive    deterministic: ODE solution at ``times``
-``y``          ``(N,)``    positive    observed, plate ``"data"`` (generated when ``None``)
-=============  ==========  ==========  ======================================
+=========  ========  ========  ==================================================
+name       shape     support   role
+=========  ========  ========  ==================================================
+``k_a``    ``()``    positive  latent: absorption rate (1 / time)
+``K_m``    ``()``    positive  latent: Michaelis constant (concentration)
+``V_m``    ``()``    positive  latent: maximal elimination rate (mass / time)
+``sigma``  ``()``    positive  latent: log-scale noise sd
+``C``      ``(N,)``  positive  deterministic: ODE solution at ``times``
+``y``      ``(N,)``  positive  observed: measured concentration, plate ``"data"``
+=========  ========  ========  ==================================================
 
 Identification. Along the ridge :math:`K_m \to \infty` with :math:`V_m / K_m` fixed the elimination is
 linear and the likelihood flat, so the posterior of :math:`K_m` and :math:`V_m` has an infinite-variance
@@ -53,9 +53,29 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from ppzoo.models import Example, Site
 from ppzoo.models.lotka_volterra import _concrete, _positive, check_time_grid, solve_ode
 
-__all__ = ["OneCompartmentConfig", "one_compartment", "one_compartment_rhs", "entry"]
+__all__ = ["OneCompartmentConfig", "one_compartment", "one_compartment_rhs", "entry", "SITES", "SMALLEST"]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("k_a", (), "latent", "positive", note="absorption rate (1 / time)"),
+    Site("K_m", (), "latent", "positive", note="Michaelis constant (concentration)"),
+    Site("V_m", (), "latent", "positive", note="maximal elimination rate (mass / time)"),
+    Site("sigma", (), "latent", "positive", note="log-scale noise sd"),
+    Site("C", ("N",), "deterministic", "positive", note="ODE solution at ``times``"),
+    Site("y", ("N",), "observed", "positive", note='measured concentration, plate ``"data"``'),
+)
+
+#: The smallest runnable instance: three measured concentrations after posteriordb's dose.
+SMALLEST = Example(
+    config={},
+    generate={"times": np.array([0.5, 1.0, 2.0], dtype=np.float32)},
+    data={"times": np.array([0.5, 1.0, 2.0], dtype=np.float32), "y": np.array([1.9, 3.2, 2.6], dtype=np.float32)},
+    sizes={"N": 3},
+    size_fields=("mxstep",),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -177,4 +197,6 @@ def entry(**config: Any):
         check_data=_check_data,
         summary_sites=("k_a", "K_m", "V_m", "sigma"),
         description="One-compartment pharmacokinetics, Michaelis-Menten elimination (posteriordb one_comp_mm_elim_abs).",
+        sites=SITES,
+        example=SMALLEST,
     )

@@ -23,9 +23,22 @@ through their mechanisms while the other concepts keep their values (for the sam
 exact, in every order). The concept sites are observed :class:`~numpyro.distributions.Delta` sites (log
 density 0) computed from ``eps``, the one random per-datum site, which SVI's guide and NUTS infer.
 
-Sites: those of :mod:`ppzoo.models.causal_vae` without ``adjacency``, ``acyclicity``,
-``adjacency_sparsity`` and ``label_scm``, plus the mechanism weights ``mechanism_<concept>$params``
-(params, one per concept with parents).
+Sites (those of :mod:`ppzoo.models.causal_vae` without the learned graph's, plus the mechanisms)
+
+==============================  ===============  ========  ==================================================================================================
+name                            shape            support   role
+==============================  ===============  ========  ==================================================================================================
+``noise_scale``                 ``(d,)``         positive  param: :math:`\sigma`
+``decoder$params``              pytree           real      param: the decoder (``decoder='joint'``)
+``decoder_<concept>$params``    pytree           real      param: one decoder per group, named after its first concept (``decoder`` per concept or in groups)
+``encoder$params``              pytree           real      param of the guide: the encoder
+``eps``                         ``(N, d, k)``    real      latent: exogenous noise, plate ``"data"``
+``<concept>``                   ``(N, k)``       real      observed: Delta, one site per concept (a ``do`` target)
+``z``                           ``(N, d*k)``     real      deterministic: the concepts side by side
+``label_prior``                 ``(N,)``                   factor: label-conditioned prior (``u`` given)
+``x``                           ``(N, *image)``  [0, 1]    observed: images, ``image`` = ``(H, W)`` or ``(H, W, C)``
+``mechanism_<concept>$params``  pytree           real      param: :math:`f_j`, one per concept with parents
+==============================  ===============  ========  ==================================================================================================
 
 References
 ----------
@@ -46,7 +59,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ppzoo import nn
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Site, ZooModel, make_config
+from ppzoo.models.causal_vae import SITES as CAUSAL_VAE_SITES
+from ppzoo.models.causal_vae import SMALLEST as CAUSAL_VAE_SMALLEST
 from ppzoo.models.causal_vae import (
     LatentSCMConfig,
     check_data,
@@ -58,7 +73,19 @@ from ppzoo.models.causal_vae import (
     program,
 )
 
-__all__ = ["SCMVAEConfig", "scm_vae", "scm_vae_guide", "PENDULUM_GRAPH", "encode", "decode", "entry"]
+__all__ = ["SCMVAEConfig", "scm_vae", "scm_vae_guide", "PENDULUM_GRAPH", "encode", "decode", "entry", "SITES", "SMALLEST"]
+
+#: The site table (rendered in the module docstring): CausalVAE's without the learned graph's sites, plus
+#: the mechanisms.
+SITES: tuple[Site, ...] = tuple(
+    site for site in CAUSAL_VAE_SITES
+    if site.name not in ("adjacency", "label_noise_scale", "acyclicity", "adjacency_sparsity", "label_scm")
+) + (Site("mechanism_<concept>$params", None, "param", note=":math:`f_j`, one per concept with parents", each="effects"),)
+
+#: The smallest runnable instance: CausalVAE's, with the graph a -> b and mechanisms of 4 units.
+SMALLEST = dataclasses.replace(
+    CAUSAL_VAE_SMALLEST, config={**CAUSAL_VAE_SMALLEST.config, "graph": (("a", "b"),), "mechanism_hidden": (4,)}
+)
 
 #: The pendulum's true graph as (cause, effect) pairs.
 PENDULUM_GRAPH: tuple[tuple[str, str], ...] = (
@@ -144,6 +171,11 @@ class SCMVAEConfig(LatentSCMConfig):
         return tuple(c for c in self.concepts if (c, concept) in self.graph)
 
     @property
+    def effects(self) -> tuple[str, ...]:
+        """The concepts with parents (each has a mechanism network), in concept order."""
+        return tuple(c for c in self.concepts if self.parents(c))
+
+    @property
     def adjacency(self) -> np.ndarray:
         """The graph as a ``(d, d)`` 0/1 matrix, ``[i, j] = 1`` for ``concepts[i] -> concepts[j]``."""
         a = np.zeros((self.num_concepts, self.num_concepts), dtype=np.int8)
@@ -207,4 +239,6 @@ def entry(**config: Any) -> ZooModel:
         check_data=check_data,
         summary_sites=(),
         description="SCM-VAE: given causal graph, nonlinear additive latent SCM z_j = f_j(z_pa(j)) + eps_j, label-conditioned prior.",
+        sites=SITES,
+        example=SMALLEST,
     )

@@ -62,19 +62,20 @@ suffice.
 
 Sites
 
-==========================  ==============  ==========  ==========================================
-name                        shape           support     role
-==========================  ==============  ==========  ==========================================
-``noise_scale``             ``(K,)``        positive    latent
-``global_scale``            ``(K,)``        positive    latent
-``local_scale``             ``(K, D)``      positive    latent
-``slab_variance``           ``(K,)``        positive    latent
-``coefficients_whitened``   ``(K, D)``      real        latent (standard normal; see Parameterization)
-``coefficients``            ``(K, D)``      real        deterministic (original units)
-``shrinkage``               ``(K, D)``      (0, 1)      deterministic
-``x``                       ``(N, D)``      real        given design (standard normal when generated)
-``y``                       ``(N, K)``      real        observed derivatives (plate ``"data"``)
-==========================  ==============  ==========  ==========================================
+=========================  ==========  ========  ===============================================================================
+name                       shape       support   role
+=========================  ==========  ========  ===============================================================================
+``x``                      ``(N, D)``  real      latent: standard-normal design, plate ``"data"`` (only when ``x`` is not given)
+``noise_scale``            ``(K,)``    positive  latent: noise sd :math:`\sigma_k`
+``global_scale``           ``(K,)``    positive  latent: :math:`\tau_k`
+``local_scale``            ``(K, D)``  positive  latent: :math:`\lambda_{kj}`
+``slab_variance``          ``(K,)``    positive  latent: :math:`c_k^2`
+``coefficients_whitened``  ``(K, D)``  real      latent: standard normal (see Parameterization)
+``coefficients_jacobian``  ``()``                factor: the whitening's change of variables
+``coefficients``           ``(K, D)``  real      deterministic: :math:`\beta` in original units
+``shrinkage``              ``(K, D)``  (0, 1)    deterministic: :math:`\kappa`
+``y``                      ``(N, K)``  real      observed: derivatives, plate ``"data"``
+=========================  ==========  ========  ===============================================================================
 
 References
 ----------
@@ -98,7 +99,35 @@ import numpyro.distributions as dist
 from jax.scipy.linalg import solve_triangular
 from numpyro.infer.reparam import Reparam
 
-__all__ = ["SparseLawConfig", "sparse_law", "ConditionalWhitening", "standardization", "entry"]
+from ppzoo.models import Example, Site
+
+__all__ = ["SparseLawConfig", "sparse_law", "ConditionalWhitening", "standardization", "entry", "SITES", "SMALLEST"]
+
+#: The site table (rendered in the module docstring).
+SITES: tuple[Site, ...] = (
+    Site("x", ("N", "D"), "latent", note='standard-normal design, plate ``"data"``', when="only when ``x`` is not given"),
+    Site("noise_scale", ("K",), "latent", "positive", note=r"noise sd :math:`\sigma_k`"),
+    Site("global_scale", ("K",), "latent", "positive", note=r":math:`\tau_k`"),
+    Site("local_scale", ("K", "D"), "latent", "positive", note=r":math:`\lambda_{kj}`"),
+    Site("slab_variance", ("K",), "latent", "positive", note=":math:`c_k^2`"),
+    Site("coefficients_whitened", ("K", "D"), "latent", note="standard normal (see Parameterization)"),
+    Site("coefficients_jacobian", (), "factor", "", note="the whitening's change of variables"),
+    Site("coefficients", ("K", "D"), "deterministic", note=r":math:`\beta` in original units"),
+    Site("shrinkage", ("K", "D"), "deterministic", "(0, 1)", note=r":math:`\kappa`"),
+    Site("y", ("N", "K"), "observed", note='derivatives, plate ``"data"``'),
+)
+
+#: The smallest runnable instance: 3 candidate terms, 2 equations, 4 times.
+SMALLEST = Example(
+    config={"num_terms": 3, "state_dim": 2, "expected_nonzero": 1.0},
+    generate={"num_data": 4},
+    data={
+        "x": np.array([[1.0, 0.3, -1.2], [1.0, 1.1, 0.4], [1.0, -0.7, 0.9], [1.0, -0.2, -0.6]], dtype=np.float32),
+        "y": np.array([[0.5, -0.4], [1.4, 0.2], [-0.3, 0.8], [0.1, -0.9]], dtype=np.float32),
+    },
+    sizes={"N": 4, "D": 3, "K": 2},
+    size_fields=("num_terms", "state_dim"),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -406,4 +435,6 @@ def entry(**config: Any):
         check_data=_check_data,
         summary_sites=("coefficients", "noise_scale", "global_scale", "slab_variance"),
         description="Sparse Bayesian law discovery: regularized-horseshoe regression of derivatives on terms.",
+        sites=SITES,
+        example=SMALLEST,
     )

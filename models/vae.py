@@ -19,14 +19,14 @@ guide alike) and scales it by :math:`N / \text{batch\_size}`.
 
 Sites
 
-==================  ==============  ==========  ==================================================
-name                shape           support     role
-==================  ==============  ==========  ==================================================
-``decoder$params``  pytree          real        param (weights of :math:`f_\theta`)
-``encoder$params``  pytree          real        param, guide (weights of :math:`m_\phi, v_\phi`)
-``z``               ``(N, K)``      real        latent (plate ``"data"``)
-``x``               ``(N, H, W)``   {0, 1}      observed (plate ``"data"``)
-==================  ==============  ==========  ==================================================
+==================  =============  =======  =====================================================
+name                shape          support  role
+==================  =============  =======  =====================================================
+``decoder$params``  pytree         real     param: weights of :math:`f_\theta`
+``encoder$params``  pytree         real     param of the guide: weights of :math:`m_\phi, v_\phi`
+``z``               ``(N, K)``     real     latent: plate ``"data"``
+``x``               ``(N, H, W)``  {0, 1}   observed: plate ``"data"``
+==================  =============  =======  =====================================================
 
 Networks (``network``): ``"conv"`` is disentanglement_lib's convolutional encoder and deconvolutional
 decoder (:class:`ppzoo.nn.ConvEncoder`, :class:`ppzoo.nn.ConvDecoder`; image sides multiples of 16);
@@ -68,9 +68,11 @@ from numpy.typing import ArrayLike
 from numpyro import handlers
 
 from ppzoo import nn
-from ppzoo.models import ZooModel, make_config
+from ppzoo.models import Example, Site, ZooModel, make_config
 
 __all__ = [
+    "SITES",
+    "SMALLEST",
     "VAEConfig",
     "VAEBatch",
     "vae",
@@ -89,6 +91,28 @@ __all__ = [
 ]
 
 Network = Literal["conv", "mlp"]
+
+#: The site table (rendered in the module docstring); the other models of the family add rows to it.
+SITES: tuple[Site, ...] = (
+    Site("decoder$params", None, "param", note=r"weights of :math:`f_\theta`"),
+    Site("encoder$params", None, "param", note=r"weights of :math:`m_\phi, v_\phi`", program="guide"),
+    Site("z", ("N", "K"), "latent", note='plate ``"data"``'),
+    Site("x", ("N", "H", "W"), "observed", "{0, 1}", note='plate ``"data"``'),
+)
+
+#: The smallest runnable instance (shared by the family): 4 binary 4 x 4 images, MLPs of 4 units, 2 latents.
+SMALLEST = Example(
+    config={"network": "mlp", "mlp_hidden": (4,), "latent_dim": 2, "batch_size": None, "image_shape": (4, 4)},
+    generate={"num_data": 4},
+    data={"x": (np.arange(64).reshape(4, 4, 4) % 3 == 0).astype(np.float32)},
+    sizes={"N": 4, "K": 2, "H": 4, "W": 4},
+    size_fields=("latent_dim", "batch_size"),
+)
+
+#: Row of the regularized variants that run the encoder inside the model (beta-TCVAE, DIP-VAE).
+ENCODER_IN_MODEL = Site(
+    "encoder$params", None, "param", note="the encoder, read by the penalty", when="``regularize=True`` and ``x`` given"
+)
 
 
 def _positive_int(owner: str, name: str, value: Any, *, allow_none: bool = False, example: str = "") -> None:
@@ -462,6 +486,8 @@ def make_entry(
     description: str,
     *,
     guide: Callable[[Any], Callable[..., None]] | None = None,
+    sites: tuple[Site, ...] = SITES,
+    example: Example = SMALLEST,
 ) -> ZooModel:
     """Build a VAE-family :class:`~ppzoo.models.ZooModel` (shared by the six registry entries)."""
     return ZooModel(
@@ -473,6 +499,8 @@ def make_entry(
         check_data=check_data,
         summary_sites=(),
         description=description,
+        sites=sites,
+        example=example,
     )
 
 

@@ -296,7 +296,9 @@ def write_table_results(folder: str, summary: pd.DataFrame, errors: list[dict], 
             prefix = key(name, engine)
             values.update({f"{prefix}_passed": bool(row.passed), f"{prefix}_max_abs_z": max_z,
                            f"{prefix}_worst_sd_ratio": float(row.worst_sd_ratio), f"{prefix}_max_w1": float(row.max_w1),
-                           f"{prefix}_seconds": float(row.seconds)})
+                           f"{prefix}_seconds": float(row.seconds), f"{prefix}_min_ess": float(row.min_ess)})
+            if "divergences" in row and row.divergences == row.divergences:
+                values[f"{prefix}_divergences"] = int(row.divergences)
             verdict = "pass" if row.passed else "**FAIL**"
             cells.append(f"{verdict} (max\\|z\\| {max_z:.1f}, sd ratio {row.worst_sd_ratio:.2f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -165,7 +165,8 @@ _FIELD = re.compile(r"\{[^{}]*\}")
 
 
 def render_template(template: str, results: Mapping[str, Any], *, source: str = "template") -> str:
-    """Fill a README template from a results file: ``{name}`` / ``{name:.3f}`` name its values or settings.
+    """Fill a README template from a results file: ``{name}`` / ``{name:.3f}`` name its values or settings,
+    ``{written}`` the date the file was written.
 
     A template may not contain a digit outside its ``{...}`` fields, so every number the rendered text quotes
     comes from the results file.
@@ -184,7 +185,7 @@ def render_template(template: str, results: Mapping[str, Any], *, source: str = 
             f"{source} quotes number(s) {digits[:5]} that do not come from the results file; write them as "
             "{name} fields and put the values in the case study's write_results call."
         )
-    fields = {**results.get("settings", {}), **results["values"]}
+    fields = {"written": results.get("written"), **results.get("settings", {}), **results["values"]}
     try:
         return template.format_map(fields)
     except KeyError as error:

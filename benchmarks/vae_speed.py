@@ -8,8 +8,8 @@ cheapest choice (``jax.random.choice(..., replace=False)`` sorts the whole index
 slower for the iVAE's 40,000 points):
 
 * **ppzoo**: ``ppzoo.models.get("beta_vae", network=...)`` through ppzoo's SVI engine
-  (``ppzoo.inference.run_svi``, what ``ppzoo.fit(..., engine="svi")`` runs): NumPyro's ``Trace_ELBO``,
-  compiled ``lax.scan`` chunks with donated state, timed between chunk ends (compile excluded).
+  (``ppzoo.inference.svi.train``, the training loop ``ppzoo.fit(..., engine="svi")`` runs): NumPyro's
+  ``Trace_ELBO``, compiled ``lax.scan`` chunks with donated state, timed between chunk ends (compile excluded).
 * **JAX + optax**: the same Flax NNX modules (``ppzoo.nn``), a hand-written loss, ``jax.jit`` over a
   ``lax.scan`` of the same chunk size with donated state: what one would write without NumPyro. A second
   variant adds ppzoo's per-step guard (finite loss and parameters, else keep the old state) to show its cost.
@@ -352,9 +352,9 @@ def make_ivae_trainer(x_all, u_all, chunk: int):
 def time_interleaved(network, data, steps, rounds, decoder_lowering, encoder_lowering) -> dict[str, list[float]]:
     """Steps/s of ppzoo's engine, plain JAX + optax, and JAX + optax with ppzoo's NaN guard, interleaved.
 
-    ppzoo's SVI engine (``ppzoo.inference.run_svi``, what ``ppzoo.fit(..., engine="svi")`` runs, on the
-    zoo's beta-VAE) trains ``rounds + 1`` chunks of ``steps`` steps and reports each finished chunk (its
-    losses copied to the host, so the chunk has run) to a ``progress`` callback. The callback times the
+    ppzoo's SVI engine (``ppzoo.inference.svi.train``, the training loop ``ppzoo.fit(..., engine="svi")``
+    runs, on the zoo's beta-VAE) trains ``rounds + 1`` chunks of ``steps`` steps and reports each finished
+    chunk (its losses copied to the host, so the chunk has run) to an ``on_chunk`` callback. The callback times the
     chunk that just ended, then runs one chunk of each plain-JAX trainer (compiled beforehand) and times
     it. The first ppzoo chunk, which includes compiling, is not counted. Load from other processes thus
     hits the three alike.
@@ -363,7 +363,8 @@ def time_interleaved(network, data, steps, rounds, decoder_lowering, encoder_low
     import jax.numpy as jnp
 
     import ppzoo
-    from ppzoo.inference import SVIOptions, run_svi
+    from ppzoo.buffers import fresh_buffers
+    from ppzoo.inference import svi as engine
 
     x = data["x"]
     x_all = jnp.asarray(x)
@@ -402,17 +403,14 @@ def time_interleaved(network, data, steps, rounds, decoder_lowering, encoder_low
             decoder_lowering=decoder_lowering, encoder_lowering=encoder_lowering,
         )
         learning_rate = 1e-4
-    options = SVIOptions(steps=(rounds + 1) * steps, learning_rate=learning_rate, num_draws=1, chunk_size=steps)
-    try:
-        run_svi(
-            model, dict(data), jax.random.key(0), options, default_guide=model.make_guide(), latent_sites=["z"],
-            deterministic_sites=[], progress=progress,
-        )
-    except ValueError as error:
-        # An engine whose post-training log density does not seed the model cannot evaluate a model that
-        # subsamples its plate ("Missing random key"); training, which is what is timed here, has finished.
-        if "Missing random key" not in str(error) or len(times["ppzoo"]) < rounds:
-            raise
+    options = engine.SVIOptions(steps=(rounds + 1) * steps, learning_rate=learning_rate, num_draws=1,
+                                chunk_size=steps)
+    # The engine's own pieces, as run_svi calls them (the draws after training are not timed).
+    guide = engine.make_guide(model, options.guide)
+    extension = engine.extension_of(options, guide)
+    svi = engine.make_svi(model, guide, options)
+    state, extension_key = engine.init_state(svi, extension, jax.random.key(0), dict(data))
+    engine.train(svi, extension, fresh_buffers(state), extension_key, dict(data), options, on_chunk=progress)
     for name in trainers:
         times[name] = times[name][1:]  # pair with ppzoo's chunks
     return times

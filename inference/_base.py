@@ -1,16 +1,16 @@
-"""What every engine shares: option validation and the result type."""
+"""What every engine shares: the :class:`Engine` record, option validation and the result type."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
 
-__all__ = ["EngineResult", "Options", "validate_positive", "split_data"]
+__all__ = ["Engine", "EngineResult", "Options", "validate_positive", "split_data"]
 
 
 class EngineResult(NamedTuple):
@@ -49,10 +49,6 @@ def validate_positive(owner: str, **values: float) -> None:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Options:
     """Base of the engines' frozen, keyword-only option dataclasses."""
-
-    @classmethod
-    def engine_name(cls) -> str:
-        return cls.__name__.removesuffix("Options").lower()
 
     @classmethod
     def valid_names(cls) -> list[str]:
@@ -94,3 +90,73 @@ def split_data(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     for k, v in data.items():
         (arrays if isinstance(v, (np.ndarray, jax.Array)) else static)[k] = v
     return arrays, static
+
+
+#: How independent runs of an engine's core are batched: one per device (``pmap``; runs whose length
+#: varies, such as NUTS trajectories, do not wait for one another) or vectorized (``vmap``; fixed work).
+BatchRuns = Literal["devices", "vectorized"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Engine:
+    """One inference engine: everything :func:`ppzoo.fit`, :func:`ppzoo.sbc`, checks and reports need.
+
+    Register one with :func:`ppzoo.inference.register`; everything outside ``inference/`` looks engines
+    up by name (:func:`ppzoo.inference.get`) and asks the record, never the name, what the engine does.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, the ``engine=`` of :func:`ppzoo.fit` and :func:`ppzoo.sbc`.
+    options : type
+        Its frozen keyword-only :class:`Options` subclass (unknown option names are refused by it).
+    run : callable
+        ``run(model, data, key, options, sites) -> EngineResult``: one fit of ``model(**data)``.
+        ``sites`` is the model's :class:`ppzoo.fit.ModelSites` (``sites.latent``, ``sites.deterministic``);
+        anything else an engine needs comes through its options or from the model (a zoo model's own guide
+        is ``model.make_guide()``).
+    core : callable
+        ``core(model, options, sites) -> fn``, with ``fn(key, data) -> {site: (num_draws, *shape)}`` the
+        draws of ``sites.latent`` from one run (one chain for MCMC) given the same options as ``run``.
+        ``fn`` is pure and traceable: SBC compiles it once and maps it over simulations (``batch_runs``),
+        with the simulated arrays of ``data`` traced and its other entries (sizes, configs) fixed.
+    is_mcmc : bool
+        Markov chain draws (judged by R-hat and ESS) rather than independent draws from a fitted
+        approximation or a weighted sample.
+    learns_params : bool
+        Whether it learns the model's ``numpyro.param`` sites (else they must be given: ``fit(params=...)``).
+    library : str
+        The package that does the inference (ArviZ's ``inference_library`` attribute).
+    draws_per_run : callable
+        ``draws_per_run(options) -> int``: how many draws one run of ``core`` returns.
+    batch_runs : {"devices", "vectorized"}
+        How SBC batches runs of ``core``.
+    description : str
+        One line for listings.
+    """
+
+    name: str
+    options: type[Options]
+    run: Callable[..., EngineResult]
+    core: Callable[..., Callable[[jax.Array, Mapping[str, Any]], dict[str, jax.Array]]]
+    is_mcmc: bool
+    learns_params: bool
+    library: str
+    draws_per_run: Callable[[Any], int]
+    batch_runs: BatchRuns
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Engine `name` must be a word such as 'nuts'; got {self.name!r}.")
+        if not (isinstance(self.options, type) and issubclass(self.options, Options)):
+            raise TypeError(
+                f"Engine {self.name!r}: `options` must be a subclass of ppzoo.inference.Options; got {self.options!r}."
+            )
+        for field in ("run", "core", "draws_per_run"):
+            if not callable(getattr(self, field)):
+                raise TypeError(f"Engine {self.name!r}: `{field}` must be callable; got {getattr(self, field)!r}.")
+        if self.batch_runs not in ("devices", "vectorized"):
+            raise ValueError(
+                f"Engine {self.name!r}: `batch_runs` must be 'devices' or 'vectorized'; got {self.batch_runs!r}."
+            )

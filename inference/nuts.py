@@ -1,4 +1,4 @@
-"""NumPyro NUTS, wrapped: chains in parallel across devices, ArviZ sample-stat names, compile timed."""
+"""The ``"nuts"`` engine: NumPyro's NUTS, chains in parallel across devices, ArviZ sample-stat names."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import jax
 import numpy as np
 from numpyro.infer import MCMC, NUTS, init_to_uniform
 
-from ppzoo.inference._base import EngineResult, Options, validate_positive
+from ppzoo.inference._base import Engine, EngineResult, Options, validate_positive
 
-__all__ = ["NUTSOptions", "run_nuts", "chain_stats_warnings"]
+__all__ = ["NUTSOptions", "ENGINE", "run_nuts", "nuts_core", "nuts_kernel", "chain_stats_warnings"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,27 +88,33 @@ def chain_stats_warnings(stats: Mapping[str, np.ndarray], max_tree_depth: int) -
     return out
 
 
-def run_nuts(
-    model: Callable[..., Any],
-    data: Mapping[str, Any],
-    key: jax.Array,
-    options: NUTSOptions,
-) -> EngineResult:
-    """Run NumPyro's NUTS on ``model(**data)``.
-
-    Chains run in parallel across ``jax.local_device_count()`` devices when there are enough of them
-    (one compiled program for all chains); otherwise one after another, with a warning.
-    """
-    parallel = jax.local_device_count() >= options.num_chains
-    kernel = NUTS(
+def nuts_kernel(model: Callable[..., Any], options: NUTSOptions) -> NUTS:
+    """NumPyro's NUTS kernel on ``model`` with the options' settings (shared by :func:`run_nuts` and the core)."""
+    return NUTS(
         model,
         target_accept_prob=options.target_accept_prob,
         dense_mass=options.dense_mass,
         max_tree_depth=options.max_tree_depth,
         init_strategy=options.init_strategy,
     )
+
+
+def run_nuts(
+    model: Callable[..., Any],
+    data: Mapping[str, Any],
+    key: jax.Array,
+    options: NUTSOptions,
+    sites: Any,
+) -> EngineResult:
+    """Run NumPyro's NUTS on ``model(**data)``.
+
+    Chains run in parallel across ``jax.local_device_count()`` devices when there are enough of them
+    (one compiled program for all chains); otherwise one after another, with a warning. ``sites`` is not
+    needed: NumPyro returns every latent and deterministic site.
+    """
+    parallel = jax.local_device_count() >= options.num_chains
     mcmc = MCMC(
-        kernel,
+        nuts_kernel(model, options),
         num_warmup=options.num_warmup,
         num_samples=options.num_samples,
         num_chains=options.num_chains,
@@ -138,3 +144,49 @@ def run_nuts(
             "Import ppzoo before anything starts JAX to get parallel CPU chains."
         )
     return EngineResult(samples, stats, None, None, warnings)
+
+
+def nuts_core(
+    model: Callable[..., Any], options: NUTSOptions, sites: Any
+) -> Callable[[jax.Array, Mapping[str, Any]], dict[str, jax.Array]]:
+    """One NUTS chain as a pure function ``(key, data) -> draws of sites.latent``, ``(num_samples, *shape)``.
+
+    The same kernel and settings as :func:`run_nuts` (``init_strategy`` included), driven the way NumPyro's
+    ``MCMC`` drives one chain: ``kernel.init`` then ``kernel.sample`` for the warmup and kept iterations.
+    With the same key it reproduces a one-chain :func:`run_nuts` to float rounding.
+    """
+    latent = list(sites.latent)
+
+    def one_chain(key: jax.Array, data: Mapping[str, Any]) -> dict[str, jax.Array]:
+        data = dict(data)
+        kernel = nuts_kernel(model, options)  # per trace: the kernel keeps the traced model's functions
+        state = kernel.init(key, options.num_warmup, model_kwargs=data)
+
+        def transition(state, _):
+            state = kernel.sample(state, (), data)
+            return state, state.z
+
+        state, _ = jax.lax.scan(transition, state, None, length=options.num_warmup)
+        _, positions = jax.lax.scan(transition, state, None, length=options.num_samples)
+        constrained = jax.vmap(kernel.postprocess_fn((), data))(positions)
+        return {k: constrained[k] for k in latent}
+
+    return one_chain
+
+
+def _num_samples(options: NUTSOptions) -> int:
+    return options.num_samples
+
+
+ENGINE = Engine(
+    name="nuts",
+    options=NUTSOptions,
+    run=run_nuts,
+    core=nuts_core,
+    is_mcmc=True,
+    learns_params=False,
+    library="numpyro",
+    draws_per_run=_num_samples,
+    batch_runs="devices",
+    description="NumPyro NUTS with window adaptation",
+)

@@ -1,10 +1,23 @@
-"""NumPyro SVI with optax: a jitted, state-donating update run in compiled chunks."""
+"""The ``"svi"`` engine: NumPyro SVI with optax, a guarded step compiled once per chunk with the state donated.
+
+Small named pieces, shared by the two ways the engine runs:
+
+* :func:`run_svi` (what :func:`ppzoo.fit` runs): :func:`make_svi`, :func:`init_state`, then :func:`train`
+  (chunks of :func:`make_step` under :func:`guarded_step`, or a faster unguarded chunk that is rerun
+  with the guard when it went non-finite), then :func:`draw` from the fitted guide;
+* :func:`svi_core` (what :func:`ppzoo.sbc` maps over simulations): the same state, step and guard in one
+  ``lax.scan``, then the same draws.
+
+A step is NumPyro's own ``SVI.update``. Its ``stable_update`` is not used: when a step's loss is not finite
+it keeps the state that loss was computed at, where the guard here goes back to the last state with a
+finite loss (and also refuses new parameters that are not finite).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,16 +25,48 @@ import numpy as np
 import optax
 from numpyro import handlers
 from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
-from numpyro.primitives import Messenger, _subsample_fn
+from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
+from numpyro.primitives import Messenger, _subsample_fn
 
-from ppzoo.inference._base import EngineResult, Options, split_data, validate_positive
+from ppzoo.buffers import fresh_buffers
+from ppzoo.extensions import SVIExtension
+from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
 
-__all__ = ["SVIOptions", "run_svi", "GUIDES", "make_guide", "SVIExtension", "shard_data", "floyd_subsample"]
+__all__ = [
+    "SVIOptions",
+    "SVIExtension",
+    "GUIDES",
+    "ENGINE",
+    "run_svi",
+    "svi_core",
+    "make_guide",
+    "extension_of",
+    "make_svi",
+    "TrainState",
+    "GuardCarry",
+    "init_state",
+    "all_finite",
+    "state_finite",
+    "make_step",
+    "guarded_step",
+    "unguarded_step",
+    "Chunks",
+    "scan_chunks",
+    "python_chunks",
+    "step_loop",
+    "stop_warning",
+    "train",
+    "guide_draws",
+    "draw",
+    "shard_data",
+    "floyd_subsample",
+]
 
 GuideName = Literal["auto_normal", "auto_mvn", "auto_delta", "auto_lowrank"]
 StepLoop = Literal["auto", "scan", "python"]
+Arrays = Mapping[str, Any]
 
 #: Autoguides by name.
 GUIDES: dict[str, Callable[..., Any]] = {
@@ -30,49 +75,6 @@ GUIDES: dict[str, Callable[..., Any]] = {
     "auto_delta": autoguide.AutoDelta,
     "auto_lowrank": autoguide.AutoLowRankMultivariateNormal,
 }
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SVIExtension:
-    """Extension point: extra trainable state updated alternately with the ELBO step, inside the compiled loop.
-
-    FactorVAE's discriminator, for instance, is trained between SVI steps with its own optimizer: the ELBO
-    must not move its weights (the VAE minimises the total correlation the discriminator estimates), so they
-    live here rather than in NumPyro's param store. Each step of :func:`run_svi` does
-
-    1. ``svi.update(svi_state, **data, **model_kwargs(state))``: the ELBO step, the model reading the state
-       through keyword arguments;
-    2. ``state, aux_loss = update(state, params, data, key)`` with the *new* SVI params: the extension's step.
-
-    Both are undone together when the ELBO loss, the new params, ``aux_loss`` or the new state is not
-    finite (training then stops with the usual warning, the last good params and state kept).
-
-    Attributes
-    ----------
-    init : callable
-        ``init(key, params, data) -> state``, a pytree of arrays; ``params`` are the initial SVI params
-        (constrained), ``data`` the model's keyword arguments.
-    update : callable
-        ``update(state, params, data, key) -> (state, aux_loss)``; traced once inside the compiled chunk.
-    model_kwargs : callable
-        ``model_kwargs(state) -> dict`` of extra keyword arguments for model and guide during training.
-        The model must also run without them (they are absent when the fit's draws and ArviZ groups are
-        computed), e.g. by skipping the term that needs them.
-    name : str
-        The final state is returned in ``fit.params[f"{name}$state"]`` (not a NumPyro param: nothing else
-        reads it), so that it can be inspected or reused.
-
-    Notes
-    -----
-    How a model supplies one: pass ``ppzoo.fit(..., engine="svi", extension=ext)``, or give the model's own
-    guide (``ZooModel.guide``) an attribute ``svi_extension``; the engine uses it whenever that guide is the
-    one being fit (``guide=None``). Models without an extension run exactly as before.
-    """
-
-    init: Callable[..., Any]
-    update: Callable[..., tuple[Any, jax.Array]]
-    model_kwargs: Callable[[Any], dict[str, Any]]
-    name: str = "extension"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -201,11 +203,6 @@ class _FloydSubsample(Messenger):
             msg["fn"] = floyd_subsample
 
 
-def _copied(tree):
-    """Fresh buffers for every array in ``tree``, so that donating them cannot delete the caller's."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
-
-
 def _contains_convolution(fn: Callable[..., Any], *args: Any) -> bool:
     """Whether ``fn(*args)`` traces to a program with a convolution, in any nested (loop, cond) body."""
 
@@ -221,15 +218,6 @@ def _contains_convolution(fn: Callable[..., Any], *args: Any) -> bool:
         return False
 
     return search(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def make_guide(model: Callable[..., Any], guide: str | Callable[..., Any] | None, default: Callable | None):
-    """Resolve the guide option to a guide callable."""
-    if guide is None:
-        return default if default is not None else GUIDES["auto_normal"](model)
-    if isinstance(guide, str):
-        return GUIDES[guide](model)
-    return guide
 
 
 def shard_data(arrays: Mapping[str, Any], num_devices: int) -> tuple[dict[str, jax.Array], Any]:
@@ -255,199 +243,409 @@ def shard_data(arrays: Mapping[str, Any], num_devices: int) -> tuple[dict[str, j
     return out, NamedSharding(mesh, PartitionSpec())
 
 
+# ------------------------------------------------------------------------------------------ the pieces
+
+
+def make_guide(model: Callable[..., Any], guide: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    """The ``guide`` option as a guide function.
+
+    A name is that autoguide on ``model``; a callable is used as it is; ``None`` is the model's own guide
+    when it has one (``model.make_guide()``, e.g. a zoo VAE's amortized encoder), else ``"auto_normal"``.
+    """
+    if guide is None:
+        own = getattr(model, "make_guide", None)
+        own = own() if callable(own) else None
+        return own if own is not None else GUIDES["auto_normal"](model)
+    if isinstance(guide, str):
+        return GUIDES[guide](model)
+    return guide
+
+
+def extension_of(options: SVIOptions, guide: Callable[..., Any]) -> SVIExtension | None:
+    """The extension to train: the ``extension`` option, else the guide's own ``svi_extension``, else none."""
+    return options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
+
+
+def make_svi(model: Callable[..., Any], guide: Callable[..., Any], options: SVIOptions) -> SVI:
+    """NumPyro's ``SVI`` with the options' optimizer and ELBO.
+
+    On CPU, minibatch indices are drawn by Floyd's algorithm during training (:func:`floyd_subsample`;
+    NumPyro's CPU shuffle costs O(N) per step); the fit's draws use the model as it is.
+    """
+    optimizer = optax_to_numpyro(options.optimizer or optax.adam(options.learning_rate))
+    fast = _FloydSubsample if jax.default_backend() == "cpu" else (lambda fn: fn)
+    return SVI(fast(model), fast(guide), optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
+
+
+class TrainState(NamedTuple):
+    """What training updates: NumPyro's SVI state and the extension's state (``None`` without one)."""
+
+    svi: SVIState
+    extension: Any
+
+
+class GuardCarry(NamedTuple):
+    """The guarded loop's carry: the current state, the last state with a finite loss, and whether it stopped."""
+
+    state: TrainState
+    previous: TrainState
+    failed: jax.Array
+
+
+#: ``step(state, index, arrays) -> (new_state, loss of state, whether new_state is finite)``.
+Step = Callable[[TrainState, jax.Array, Arrays], tuple[TrainState, jax.Array, jax.Array]]
+
+
+def init_state(
+    svi: SVI, extension: SVIExtension | None, key: jax.Array, data: Mapping[str, Any]
+) -> tuple[TrainState, jax.Array | None]:
+    """The initial :class:`TrainState` from ``key``, and the key the extension's steps fold their index into."""
+    state = svi.init(key, **data)
+    if extension is None:
+        return TrainState(state, None), None
+    init_key, step_key = jax.random.split(key)
+    return TrainState(state, extension.init(init_key, svi.get_params(state), dict(data))), step_key
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every array in ``tree`` is finite everywhere (``True`` for an empty tree)."""
+    finite = jnp.array(True)
+    for leaf in jax.tree.leaves(tree):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
+    return finite
+
+
+def state_finite(svi: SVI, state: TrainState) -> jax.Array:
+    """Whether the (unconstrained) parameters and the extension's state are finite."""
+    return all_finite(svi.optim.get_params(state.svi.optim_state)) & all_finite(state.extension)
+
+
+def make_step(
+    svi: SVI, extension: SVIExtension | None, static: Mapping[str, Any], extension_key: jax.Array | None
+) -> Step:
+    """One training step: NumPyro's ``SVI.update``, then the extension's update with the new parameters."""
+
+    def step(state: TrainState, index: jax.Array, arrays: Arrays) -> tuple[TrainState, jax.Array, jax.Array]:
+        extra = extension.model_kwargs(state.extension) if extension is not None else {}
+        svi_state, loss = svi.update(state.svi, **arrays, **static, **extra)
+        new = TrainState(svi_state, state.extension)
+        finite = all_finite(svi.optim.get_params(svi_state.optim_state))
+        if extension is not None:
+            params = svi.get_params(svi_state)
+            ext_state, aux_loss = extension.update(
+                state.extension, params, {**arrays, **static}, jax.random.fold_in(extension_key, index)
+            )
+            new = TrainState(svi_state, ext_state)
+            finite = finite & jnp.isfinite(aux_loss) & all_finite(ext_state)
+        return new, loss, finite
+
+    return step
+
+
+def guarded_step(step: Step, total: int) -> Callable[[GuardCarry, jax.Array, Arrays], tuple[GuardCarry, jax.Array]]:
+    """``step`` that keeps the last good state: a non-finite step stops training without being applied.
+
+    The loss a step returns is that of the state it started from: when it is not finite, that state is
+    itself bad and the carry goes back to ``previous``; when only the new state is not finite, the current
+    state is the last good one. Steps at ``index >= total`` (padding of a last, partial chunk) do nothing.
+    """
+
+    def guarded(carry: GuardCarry, index: jax.Array, arrays: Arrays) -> tuple[GuardCarry, jax.Array]:
+        state, previous, failed = carry
+        new, loss, new_finite = step(state, index, arrays)
+        live = (index < total) & ~failed
+        loss_finite = jnp.isfinite(loss)
+        state, previous = jax.lax.cond(
+            live & loss_finite & new_finite,
+            lambda: (new, state),
+            lambda: jax.lax.cond(live & ~loss_finite, lambda: (previous, previous), lambda: (state, previous)),
+        )
+        return GuardCarry(state, previous, failed | (live & ~(loss_finite & new_finite))), loss
+
+    return guarded
+
+
+def unguarded_step(step: Step) -> Callable[[tuple[TrainState, jax.Array], jax.Array, Arrays], tuple[Any, jax.Array]]:
+    """``step`` tracking only whether every loss stayed finite, for a chunk rerun with the guard if not.
+
+    The guard (two ``lax.cond`` and a finiteness check of every parameter) is about a third of an MLP VAE's
+    step on CPU (``benchmarks/vae_speed.py``).
+    """
+
+    def unguarded(carry: tuple[TrainState, jax.Array], index: jax.Array, arrays: Arrays):
+        state, finite = carry
+        state, loss, _ = step(state, index, arrays)
+        return (state, finite & jnp.isfinite(loss)), loss
+
+    return unguarded
+
+
+class Chunks(NamedTuple):
+    """Compiled runners of one chunk of steps starting at step ``start``.
+
+    ``guarded(state, failed, start, arrays) -> (state, failed, losses)`` donates ``state``;
+    ``fast(state, start, arrays) -> (state, finite, losses)`` keeps it (the chunk's start must survive
+    for a guarded rerun), or is ``None`` when there is no fast path.
+    """
+
+    guarded: Callable[..., tuple[TrainState, jax.Array, jax.Array]]
+    fast: Callable[..., tuple[TrainState, jax.Array, jax.Array]] | None
+
+
+def scan_chunks(svi: SVI, step: Step, chunk: int, total: int) -> Chunks:
+    """Each chunk one compiled ``lax.scan`` (no per-step dispatch: fastest for MLPs)."""
+    guarded, unguarded = guarded_step(step, total), unguarded_step(step)
+
+    def run_guarded(state, failed, start, arrays):
+        carry, losses = jax.lax.scan(
+            lambda carry, index: guarded(carry, index, arrays),
+            GuardCarry(state, state, failed),
+            start + jnp.arange(chunk),
+        )
+        return carry.state, carry.failed, losses
+
+    def run_fast(state, start, arrays):
+        (state, finite), losses = jax.lax.scan(
+            lambda carry, index: unguarded(carry, index, arrays), (state, jnp.array(True)), start + jnp.arange(chunk)
+        )
+        return state, finite & state_finite(svi, state), losses
+
+    jit_guarded = jax.jit(run_guarded, donate_argnums=0)
+    jit_fast = jax.jit(run_fast)
+
+    def guarded_chunk(state, failed, start, arrays):
+        return jit_guarded(state, failed, jnp.asarray(start), arrays)
+
+    def fast_chunk(state, start, arrays):
+        return jit_fast(state, jnp.asarray(start), arrays)
+
+    # Whole chunks only on the fast path: the guard also masks the steps of a last, partial chunk.
+    return Chunks(guarded_chunk, fast_chunk if total % chunk == 0 else None)
+
+
+def python_chunks(svi: SVI, step: Step, chunk: int, total: int) -> Chunks:
+    """One compiled step called ``chunk`` times from Python (dispatch is asynchronous: steps queue back to back).
+
+    For steps with convolutions on CPU, which XLA runs far slower inside a loop body (jax-ml/jax#12868).
+    """
+    one_guarded = jax.jit(guarded_step(step, total), donate_argnums=0)
+    one_fast = jax.jit(unguarded_step(step), donate_argnums=0)
+    jit_finite = jax.jit(lambda state: state_finite(svi, state))
+
+    def guarded_chunk(state, failed, start, arrays):
+        carry, losses = GuardCarry(state, fresh_buffers(state), failed), []
+        for index in range(start, min(start + chunk, total)):
+            carry, loss = one_guarded(carry, np.int32(index), arrays)
+            losses.append(loss)
+        return carry.state, carry.failed, jnp.stack(losses)
+
+    def fast_chunk(state, start, arrays):
+        # A copy is donated step after step; the chunk's starting state survives for a guarded rerun.
+        carry, losses = (fresh_buffers(state), jnp.array(True)), []
+        for index in range(start, min(start + chunk, total)):
+            carry, loss = one_fast(carry, np.int32(index), arrays)
+            losses.append(loss)
+        state, finite = carry
+        return state, finite & jit_finite(state), jnp.stack(losses)
+
+    return Chunks(guarded_chunk, fast_chunk)
+
+
+def step_loop(options: SVIOptions, step: Step, state: TrainState, arrays: Arrays) -> Literal["scan", "python"]:
+    """The ``step_loop`` option resolved: ``"auto"`` is ``"python"`` on CPU when the step has a convolution."""
+    if options.step_loop != "auto":
+        return options.step_loop
+    on_cpu = jax.default_backend() == "cpu"
+    return "python" if on_cpu and _contains_convolution(step, state, np.int32(0), arrays) else "scan"
+
+
+def stop_warning(losses: np.ndarray, step_index: int) -> str:
+    """The warning for training stopped at ``step_index`` (``losses``: every loss so far)."""
+    finite = losses[np.isfinite(losses)]
+    last = f"{finite[-1]:.6g}" if finite.size else "none"
+    return (
+        f"SVI stopped at step {step_index}: the loss or parameters became NaN/inf (last finite loss {last}). "
+        "The last good parameters are kept; lower learning_rate or check the model's scales."
+    )
+
+
+def train(
+    svi: SVI,
+    extension: SVIExtension | None,
+    state: TrainState,
+    extension_key: jax.Array | None,
+    data: Mapping[str, Any],
+    options: SVIOptions,
+    *,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[TrainState, np.ndarray, list[str]]:
+    """Train for ``options.steps`` steps in compiled chunks of ``options.chunk_size``, donating ``state``.
+
+    Each chunk first runs unguarded; a chunk whose losses or final state are not all finite is rerun
+    from its start with :func:`guarded_step`, which stops at the first bad step. ``on_chunk(n)`` is called
+    after each chunk with its number of steps (its losses are on the host by then).
+
+    Returns the final state, the loss per step run, and the warnings (one, when training stopped).
+    """
+    arrays, static = split_data(data)
+    step = make_step(svi, extension, static, extension_key)
+    chunk, total = min(options.chunk_size, options.steps), options.steps
+    loop = step_loop(options, step, state, arrays)
+    chunks = (scan_chunks if loop == "scan" else python_chunks)(svi, step, chunk, total)
+    failed = jnp.array(False)
+    losses: list[np.ndarray] = []
+    for start in range(0, total, chunk):
+        chunk_losses = None
+        if chunks.fast is not None:
+            new_state, finite, fast_losses = chunks.fast(state, start, arrays)
+            if bool(finite):
+                state, chunk_losses = new_state, fast_losses
+            del new_state
+        if chunk_losses is None:
+            state, failed, chunk_losses = chunks.guarded(state, failed, start, arrays)
+        chunk_losses = np.asarray(chunk_losses)[: total - start]
+        losses.append(chunk_losses)
+        if on_chunk is not None:
+            on_chunk(len(chunk_losses))
+        if bool(failed):
+            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            step_index = start + (int(bad[0]) if bad.size else len(chunk_losses))
+            warning = stop_warning(np.concatenate(losses), step_index)
+            losses[-1] = chunk_losses[: step_index - start + 1]
+            return state, np.concatenate(losses), [warning]
+    return state, np.concatenate(losses), []
+
+
+def guide_draws(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    params: Mapping[str, Any],
+    key: jax.Array,
+    data: Mapping[str, Any],
+    names: list[str],
+    num_draws: int,
+) -> dict[str, jax.Array]:
+    """``num_draws`` draws of the sites ``names`` from the fitted guide (latents) and the model (the rest)."""
+    return Predictive(model, guide=guide, params=params, num_samples=num_draws, return_sites=names)(key, **data)
+
+
+def draw(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    params: Mapping[str, Any],
+    key: jax.Array,
+    data: Mapping[str, Any],
+    sites: Any,
+    num_draws: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The fit's draws ``(1, num_draws, *shape)`` of latent and deterministic sites, and their log joint ``lp``."""
+    latent = list(sites.latent)
+    names = latent + [s for s in sites.deterministic if s not in latent]
+    draws = guide_draws(model, guide, params, key, data, names, num_draws)
+    latent_draws = {k: draws[k] for k in latent if k in draws}
+
+    def log_joint(values):
+        # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
+        seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=key)
+        return log_density(seeded, (), dict(data), values)[0]
+
+    lp = np.asarray(jax.lax.map(log_joint, latent_draws, batch_size=min(num_draws, 256)))
+    return {k: np.asarray(v)[None] for k, v in draws.items()}, {"lp": lp[None]}
+
+
+# ------------------------------------------------------------------------------------- the engine
+
+
 def run_svi(
     model: Callable[..., Any],
     data: Mapping[str, Any],
     key: jax.Array,
     options: SVIOptions,
-    *,
-    default_guide: Callable[..., Any] | None = None,
-    latent_sites: list[str],
-    deterministic_sites: list[str],
-    progress: Callable[[int], None] | None = None,
+    sites: Any,
 ) -> EngineResult:
-    """Fit ``model(**data)`` by SVI with Adam and draw from the fitted guide.
+    """Fit ``model(**data)`` by SVI and draw from the fitted guide.
 
-    The update is ``jax.jit``-compiled once for a chunk of ``options.chunk_size`` steps (a
-    ``lax.scan``) with the SVI state donated. A step whose loss or new parameters are not finite is
-    not applied: training stops there, the last good parameters are kept, and a warning names the
-    step and the last finite loss.
+    The update is compiled once for a chunk of ``options.chunk_size`` steps with the state donated
+    (:func:`train`). A step whose loss or new parameters are not finite is not applied: training stops
+    there, the last good parameters are kept, and a warning names the step and the last finite loss.
+    ``sites`` (``latent``, ``deterministic``) names the sites drawn.
     """
-    init_key, run_key, draw_key = jax.random.split(key, 3)
-    guide = make_guide(model, options.guide, default_guide)
-    extension = options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
-    optimizer = optax_to_numpyro(options.optimizer or optax.adam(options.learning_rate))
-    # Training only: minibatch indices by Floyd's algorithm on CPU (NumPyro's CPU shuffle costs O(N) per step).
-    fast = _FloydSubsample if jax.default_backend() == "cpu" else (lambda fn: fn)
-    svi = SVI(fast(model), fast(guide), optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
+    init_key, _, draw_key = jax.random.split(key, 3)
+    guide = make_guide(model, options.guide)
+    extension = extension_of(options, guide)
+    svi = make_svi(model, guide, options)
     arrays, static = split_data(data)
     replicate = None
     if options.data_devices is not None and options.data_devices > 1:
         arrays, replicate = shard_data(arrays, options.data_devices)
-    state = svi.init(init_key, **arrays, **static)
-    if extension is not None:
-        ext_init_key, ext_key = jax.random.split(init_key)
-        ext_state = extension.init(ext_init_key, svi.get_params(state), dict(data))
-    else:
-        ext_key, ext_state = None, None
-    # Copy before donating: initial values may share buffers with objects the caller keeps (e.g. the
-    # weights of a cached network module), which donation would delete.
-    state, ext_state = _copied((state, ext_state))
+    state, extension_key = init_state(svi, extension, init_key, {**arrays, **static})
+    # Donated from here on: initial values may share buffers with objects the caller keeps.
+    state = fresh_buffers(state)
     if replicate is not None:
-        state, ext_state = jax.device_put((state, ext_state), replicate)
-    chunk = min(options.chunk_size, options.steps)
-    total = options.steps
+        state = jax.device_put(state, replicate)
+    bar = None
+    if options.progress_bar:
+        from tqdm.auto import tqdm
 
-    def all_finite(tree) -> jax.Array:
-        finite = jnp.array(True)
-        for leaf in jax.tree.leaves(tree):
-            finite = finite & jnp.all(jnp.isfinite(leaf))
-        return finite
-
-    def step(state, ext_state, index, arrays):
-        extra = extension.model_kwargs(ext_state) if extension is not None else {}
-        new_state, loss = svi.update(state, **arrays, **static, **extra)
-        finite = all_finite(svi.optim.get_params(new_state.optim_state))
-        new_ext, aux_finite = ext_state, jnp.array(True)
-        if extension is not None:
-            new_ext, aux_loss = extension.update(
-                ext_state, svi.get_params(new_state), {**arrays, **static}, jax.random.fold_in(ext_key, index)
-            )
-            aux_finite = jnp.isfinite(aux_loss) & all_finite(new_ext)
-        return new_state, new_ext, loss, finite & aux_finite
-
-    def guarded_step(carry, index, arrays):
-        state, ext_state, previous, failed = carry
-        new_state, new_ext, loss, new_finite = step(state, ext_state, index, arrays)
-        live = (index < total) & ~failed
-        loss_finite = jnp.isfinite(loss)
-        # The loss is that of `state`: if it is not finite, `state` itself is bad and `previous` is the
-        # last good one; if only the new parameters are not finite, `state` is the last good one.
-        state, ext_state, previous = jax.lax.cond(
-            live & loss_finite & new_finite,
-            lambda: (new_state, new_ext, state),
-            lambda: jax.lax.cond(
-                live & ~loss_finite,
-                lambda: (previous, ext_state, previous),
-                lambda: (state, ext_state, previous),
-            ),
-        )
-        return (state, ext_state, previous, failed | (live & ~(loss_finite & new_finite))), loss
-
-    def fast_step(carry, index, arrays):
-        # The same step without the per-step guard (two lax.conds and a finiteness check of every
-        # parameter, about a third of an MLP VAE's step on CPU: benchmarks/vae_speed.py). Only whether
-        # everything stayed finite is tracked; a chunk that did not is rerun from its start with the guard.
-        state, ext_state, finite = carry
-        state, ext_state, loss, _ = step(state, ext_state, index, arrays)
-        return (state, ext_state, finite & jnp.isfinite(loss)), loss
-
-    def chunk_finite(state, ext_state, finite):
-        return finite & all_finite(svi.optim.get_params(state.optim_state)) & all_finite(ext_state)
-
-    loop = options.step_loop
-    if loop == "auto":
-        on_cpu = jax.default_backend() == "cpu"
-        loop = "python" if on_cpu and _contains_convolution(step, state, ext_state, np.int32(0), arrays) else "scan"
-
-    if loop == "scan":
-
-        def run_chunk(state, ext_state, failed, start, arrays):
-            (state, ext_state, _, failed), losses = jax.lax.scan(
-                lambda carry, index: guarded_step(carry, index, arrays),
-                (state, ext_state, state, failed),
-                start + jnp.arange(chunk),
-            )
-            return state, ext_state, failed, losses
-
-        def run_fast_chunk(state, ext_state, start, arrays):
-            (state, ext_state, finite), losses = jax.lax.scan(
-                lambda carry, index: fast_step(carry, index, arrays),
-                (state, ext_state, jnp.array(True)),
-                start + jnp.arange(chunk),
-            )
-            return state, ext_state, chunk_finite(state, ext_state, finite), losses
-
-        jit_guarded = jax.jit(run_chunk, donate_argnums=(0, 1))
-        # Not donated: the chunk's starting state must survive for the guarded rerun. Whole chunks only
-        # (the guard also masks the steps of a last, partial chunk past `total`).
-        jit_fast = jax.jit(run_fast_chunk) if total % chunk == 0 else None
-
-        def guarded_chunk(state, ext_state, failed, start, arrays):
-            return jit_guarded(state, ext_state, failed, jnp.asarray(start), arrays)
-
-        def fast_chunk(state, ext_state, start, arrays):
-            return jit_fast(state, ext_state, jnp.asarray(start), arrays)
-
-        if jit_fast is None:
-            fast_chunk = None
-    else:
-        one_guarded = jax.jit(guarded_step, donate_argnums=0)
-        one_fast = jax.jit(fast_step, donate_argnums=0)
-        jit_chunk_finite = jax.jit(chunk_finite)
-
-        def guarded_chunk(state, ext_state, failed, start, arrays):
-            carry, losses = (state, ext_state, _copied(state), failed), []
-            for index in range(start, min(start + chunk, total)):
-                carry, loss = one_guarded(carry, np.int32(index), arrays)
-                losses.append(loss)
-            state, ext_state, _, failed = carry
-            return state, ext_state, failed, jnp.stack(losses)
-
-        def fast_chunk(state, ext_state, start, arrays):
-            # A copy is donated step after step; the chunk's starting state survives for the guarded rerun.
-            carry, losses = (_copied(state), _copied(ext_state), jnp.array(True)), []
-            for index in range(start, min(start + chunk, total)):
-                carry, loss = one_fast(carry, np.int32(index), arrays)
-                losses.append(loss)
-            state, ext_state, finite = carry
-            return state, ext_state, jit_chunk_finite(state, ext_state, finite), jnp.stack(losses)
-
-    failed = jnp.array(False)
-    losses = []
-    warnings: list[str] = []
-    for start in range(0, total, chunk):
-        chunk_losses = None
-        if fast_chunk is not None:
-            new_state, new_ext, finite, fast_losses = fast_chunk(state, ext_state, start, arrays)
-            if bool(finite):
-                state, ext_state, chunk_losses = new_state, new_ext, fast_losses
-            del new_state, new_ext
-        if chunk_losses is None:
-            state, ext_state, failed, chunk_losses = guarded_chunk(state, ext_state, failed, start, arrays)
-        chunk_losses = np.asarray(chunk_losses)[: total - start]
-        losses.append(chunk_losses)
-        if progress is not None:
-            progress(len(chunk_losses))
-        if bool(failed):
-            bad = np.flatnonzero(~np.isfinite(chunk_losses))
-            step_index = start + (int(bad[0]) if bad.size else len(chunk_losses))
-            history = np.concatenate(losses)
-            finite_losses = history[np.isfinite(history)]
-            last = f"{finite_losses[-1]:.6g}" if finite_losses.size else "none"
-            warnings.append(
-                f"SVI stopped at step {step_index}: the loss or parameters became NaN/inf (last finite loss {last}). "
-                "The last good parameters are kept; lower learning_rate or check the model's scales."
-            )
-            losses[-1] = chunk_losses[: step_index - start + 1]
-            break
-    losses_arr = np.concatenate(losses)
-    params = svi.get_params(state)
-    sites = list(latent_sites) + [s for s in deterministic_sites if s not in latent_sites]
-    predictive = Predictive(model, guide=guide, params=params, num_samples=options.num_draws, return_sites=sites)
-    draws = predictive(draw_key, **data)
-    flat = {k: v for k, v in draws.items()}
-    samples = {k: np.asarray(v)[None] for k, v in flat.items()}
-    latent_draws = {k: flat[k] for k in latent_sites if k in flat}
-
-    def log_joint(values):
-        # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
-        seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=draw_key)
-        return log_density(seeded, (), dict(data), values)[0]
-
-    lp = np.asarray(jax.lax.map(log_joint, latent_draws, batch_size=min(options.num_draws, 256)))
-    stats = {"lp": lp[None]}
+        bar = tqdm(total=options.steps, desc="SVI", unit="step")
+    try:
+        state, losses, warnings = train(svi, extension, state, extension_key, {**arrays, **static}, options,
+                                        on_chunk=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    params = svi.get_params(state.svi)
+    samples, stats = draw(model, guide, params, draw_key, data, sites, options.num_draws)
     out_params = jax.device_get(params)
     if extension is not None:
-        out_params = {**out_params, f"{extension.name}$state": jax.device_get(ext_state)}
-    return EngineResult(samples, stats, out_params, losses_arr, warnings)
+        out_params = {**out_params, f"{extension.name}$state": jax.device_get(state.extension)}
+    return EngineResult(samples, stats, out_params, losses, warnings)
+
+
+def svi_core(
+    model: Callable[..., Any], options: SVIOptions, sites: Any
+) -> Callable[[jax.Array, Mapping[str, Any]], dict[str, jax.Array]]:
+    """One SVI fit as a pure function ``(key, data) -> draws of sites.latent``, ``(num_draws, *shape)``.
+
+    The same guide, optimizer, ELBO, extension, state, step and guard as :func:`run_svi`, with the same
+    keys, in one ``lax.scan`` over all steps: it reproduces :func:`run_svi`'s draws to float rounding.
+    The options that only lay out the work (``chunk_size``, ``step_loop``, ``data_devices``,
+    ``progress_bar``) have nothing to lay out in one traced run.
+    """
+    latent = list(sites.latent)
+
+    def one_fit(key: jax.Array, data: Mapping[str, Any]) -> dict[str, jax.Array]:
+        init_key, _, draw_key = jax.random.split(key, 3)
+        guide = make_guide(model, options.guide)
+        extension = extension_of(options, guide)
+        svi = make_svi(model, guide, options)  # per trace: SVI keeps the traced model's transforms
+        arrays, static = split_data(data)
+        state, extension_key = init_state(svi, extension, init_key, data)
+        guarded = guarded_step(make_step(svi, extension, static, extension_key), options.steps)
+        carry, _ = jax.lax.scan(
+            lambda carry, index: guarded(carry, index, arrays),
+            GuardCarry(state, state, jnp.array(False)),
+            jnp.arange(options.steps),
+        )
+        params = svi.get_params(carry.state.svi)
+        return guide_draws(model, guide, params, draw_key, data, latent, options.num_draws)
+
+    return one_fit
+
+
+def _num_draws(options: SVIOptions) -> int:
+    return options.num_draws
+
+
+ENGINE = Engine(
+    name="svi",
+    options=SVIOptions,
+    run=run_svi,
+    core=svi_core,
+    is_mcmc=False,
+    learns_params=True,
+    library="numpyro",
+    draws_per_run=_num_draws,
+    batch_runs="vectorized",
+    description="Stochastic variational inference: NumPyro SVI with optax",
+)

@@ -15,7 +15,8 @@ from numpyro import handlers
 from numpyro.infer import Predictive, log_likelihood
 from numpyro.primitives import Messenger
 
-from ppzoo.inference._base import split_data
+from ppzoo import inference
+from ppzoo.inference import split_data
 
 if TYPE_CHECKING:
     from ppzoo.fit import Fit
@@ -189,7 +190,7 @@ def _attrs(fit: "Fit") -> dict[str, Any]:
         except md.PackageNotFoundError:
             versions[package] = "not installed"
     attrs = {
-        "inference_library": {"svi": "numpyro", "nuts": "numpyro", "blackjax": "blackjax"}.get(fit.engine, fit.engine),
+        "inference_library": inference.get(fit.engine).library,
         "ppzoo_engine": fit.engine,
         "ppzoo_model": fit.model_name,
         "ppzoo_seed": -1 if fit.seed is None else fit.seed,

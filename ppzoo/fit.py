@@ -16,11 +16,14 @@ from numpyro.infer import init_to_uniform
 
 from ppzoo._datacheck import as_numeric, check_observed, explain_trace_failure
 from ppzoo._runtime import CompileTimer, warn
-from ppzoo.inference import ENGINES
+from ppzoo import inference
 from ppzoo.models import ZooModel
 from ppzoo.models import get as get_model
 
-__all__ = ["fit", "Fit", "FitKeys", "ModelSites", "as_key", "inspect_model", "validate_data"]
+__all__ = [
+    "fit", "Fit", "FitKeys", "ModelSites", "as_key", "inspect_model", "validate_data", "model_arguments",
+    "check_arguments", "check_finite",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +156,7 @@ def _signature(model: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str]]:
+def model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str]]:
     """Keyword names the model accepts (None = any) and those it requires."""
     signature = _signature(model)
     if signature is None:
@@ -172,7 +175,7 @@ def _model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[st
     return accepted, required
 
 
-def _check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> None:
+def check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> None:
     """``data`` is a mapping of the model's keyword arguments: no unknown key and, with ``require``, no
     required argument missing."""
     if not isinstance(data, Mapping):
@@ -180,7 +183,7 @@ def _check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> 
             "`data` must be a mapping of the model's keyword arguments, e.g. {'x': x}; "
             f"got {type(data).__name__}. For a ppzoo data set pass `ds.data`."
         )
-    accepted, required = _model_arguments(model)
+    accepted, required = model_arguments(model)
     if accepted is None:
         return
     unknown = sorted(set(data) - accepted)
@@ -194,7 +197,7 @@ def _check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> 
         raise TypeError(f"The model requires argument(s) {', '.join(map(repr, missing))}; add them to `data`.")
 
 
-def _check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
+def check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
     """The data with lists of numbers as arrays; text, objects, NaN and inf refused (naming the key)."""
     checked = {}
     for key, value in data.items():
@@ -219,12 +222,9 @@ def _validate(model, data, engine, options) -> tuple[Callable[..., Any], dict[st
         raise TypeError(
             f"`model` must be a NumPyro model function or a zoo model (ppzoo.models.get('ica')); got {model!r}."
         )
-    if engine not in ENGINES:
-        raise ValueError(f"Unknown engine {engine!r}. Valid engines: {', '.join(map(repr, ENGINES))}.")
-    option_class, _ = ENGINES[engine]
-    opts = option_class.from_kwargs(engine, dict(options))
-    _check_arguments(model, data, require=True)
-    data = _check_finite(data)
+    opts = inference.get(engine).options.from_kwargs(engine, dict(options))
+    check_arguments(model, data, require=True)
+    data = check_finite(data)
     if isinstance(model, ZooModel) and model.check_data is not None:
         model.check_data(data, model.config)
     return model, data, opts
@@ -296,8 +296,8 @@ def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str,
     """
     if isinstance(model, str):
         model = get_model(model)
-    _check_arguments(model, data, require=False)
-    data = _check_finite(data)
+    check_arguments(model, data, require=False)
+    data = check_finite(data)
     if isinstance(model, ZooModel) and model.check_data is not None:
         model.check_data(data, model.config)
     return _checked_sites(model, data, key)
@@ -465,7 +465,8 @@ def as_key(seed: int | jax.Array) -> tuple[jax.Array, int | None]:
     raise TypeError(f"`seed` must be an integer or a JAX key (jax.random.key(0)); got {seed!r}.")
 
 
-_as_key = as_key  # the old private name, still imported by ppzoo.sbc
+# The old private names, still imported by ppzoo.causal.
+_check_finite, _model_arguments = check_finite, model_arguments
 
 
 def fit(
@@ -527,7 +528,10 @@ def fit(
     if params is not None:
         if not isinstance(params, Mapping):
             raise TypeError(f"`params` must be a mapping such as svi_fit.params; got {type(params).__name__}.")
-        run_model = handlers.substitute(model, data=dict(params))
+        if isinstance(model, ZooModel):  # still a zoo model: the engines may ask it for its own guide
+            run_model = dataclasses.replace(model, model=handlers.substitute(model.model, data=dict(params)))
+        else:
+            run_model = handlers.substitute(model, data=dict(params))
     keys = FitKeys.from_key(key)
     sites = _checked_sites(run_model, data, keys.check, signature_of=model)
     if not sites.observed and not sites.factors:
@@ -538,7 +542,8 @@ def fit(
         )
     if not sites.latent:
         raise ValueError("The model has no latent (unobserved) sample site: there is nothing to infer.")
-    if params is not None and engine != "svi":
+    engine_record = inference.get(engine)
+    if params is not None and not engine_record.learns_params:
         unused = sorted(p for p in sites.params)
         if unused and not set(unused) <= set(params):
             missing = sorted(set(unused) - set(params))
@@ -546,31 +551,17 @@ def fit(
                 f"`params` lacks the model's parameter site(s) {', '.join(missing)}; pass the params of an SVI fit "
                 "of the same model."
             )
-    if engine != "svi" and sites.params and params is None:
+    if not engine_record.learns_params and sites.params and params is None:
+        learners = " or ".join(f"engine={n!r}" for n in inference.names() if inference.get(n).learns_params)
         raise ValueError(
-            f"The model has learnable parameters ({', '.join(sites.params)}) that MCMC cannot learn: fit it with "
-            "engine='svi' first, then pass params=svi_fit.params to hold them fixed."
+            f"The model has learnable parameters ({', '.join(sites.params)}) that engine={engine!r} cannot learn: "
+            f"fit it with {learners} first, then pass params=svi_fit.params to hold them fixed."
         )
-    _, runner = ENGINES[engine]
-    extra: dict[str, Any] = {}
-    if engine == "svi":
-        extra = {
-            "default_guide": model.make_guide() if isinstance(model, ZooModel) else None,
-            "latent_sites": sites.latent,
-            "deterministic_sites": sites.deterministic,
-        }
-        if opts.progress_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=opts.steps, desc="SVI", unit="step")
-            extra["progress"] = bar.update
     timer = CompileTimer()
     start = time.perf_counter()
     with timer.measure():
-        result = runner(run_model, data, keys.engine, opts, **extra)
+        result = engine_record.run(run_model, data, keys.engine, opts, sites)
     total = time.perf_counter() - start
-    if "progress" in extra:
-        bar.close()
     notes = []
     samples = result.samples
     if isinstance(model, ZooModel) and model.align is not None:

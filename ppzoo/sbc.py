@@ -3,34 +3,27 @@
 For each simulation, parameters and data are drawn from the model's prior predictive, the chosen engine
 fits the simulated data, and each true scalar parameter is ranked among thinned posterior draws. If the
 engine samples the exact posterior, every rank is uniform on {0, ..., L}. Each engine is compiled once for
-all simulations: BlackJAX runs simulations in parallel across devices (``pmap``), SVI runs them vectorized
-(``vmap`` over whole optimisations), NumPyro NUTS reuses one compiled sampler (``jit_model_args``).
+all simulations: SBC runs the engine's own single-run core (:attr:`ppzoo.inference.Engine.core`, the program
+``ppzoo.fit`` runs per chain or per fit, with the same options), mapped over simulations as the engine asks:
+MCMC runs in parallel across devices (``pmap``), SVI vectorized (``vmap`` over whole optimisations).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
-from numpyro.infer import SVI, Predictive, Trace_ELBO
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import initialize_model
-from numpyro.optim import optax_to_numpyro
+from numpyro.infer import Predictive
 from scipy import stats
 
+from ppzoo import inference
 from ppzoo.arviz import unobserve
-from ppzoo.fit import _as_key, _check_finite, _model_arguments, inspect_model
-from ppzoo.inference import ENGINES, NUTSOptions, SVIOptions
-from ppzoo.inference._base import split_data
-from ppzoo.inference.blackjax_nuts import _one_chain
-from ppzoo.inference.svi import make_guide
+from ppzoo.fit import as_key, check_arguments, check_finite, inspect_model, model_arguments
+from ppzoo.inference import split_data
 from ppzoo.models import ZooModel
 
 __all__ = ["sbc", "SBCResult", "SIGNIFICANCE"]
@@ -84,7 +77,8 @@ class SBCResult:
             u = np.asarray(jax.random.uniform(jax.random.fold_in(key, i), ranks.shape))
             pit[name] = ((ranks + u) / (self.num_rank_draws + 1))[None]
         tree = arviz_base.from_dict({"prior_sbc": pit})
-        tree.attrs.update({"inference_library": self.engine, "modeling_interface": "ppzoo"})
+        tree.attrs.update({"inference_library": inference.get(self.engine).library, "ppzoo_engine": self.engine,
+                           "modeling_interface": "ppzoo"})
         return tree
 
 
@@ -142,9 +136,11 @@ def sbc(
         "generate").
     data : mapping, optional
         The other arguments (sizes, covariates). Observed arrays given here are ignored: SBC simulates them.
-    engine : {"nuts", "blackjax", "svi"}
-        The engine under test, with its usual options (``num_warmup``, ``num_samples``, ``steps``, ``guide``...).
-        MCMC engines run one chain per simulation.
+    engine : str
+        The engine under test (a name in ``ppzoo.inference.names()``: ``"nuts"``, ``"blackjax"``, ``"svi"``),
+        with the options of :func:`ppzoo.fit`, which mean the same here (``num_warmup``, ``init_strategy``,
+        ``steps``, ``guide``, ``optimizer``, ``extension``...): each simulation runs the engine's core once,
+        i.e. one chain of an MCMC engine (``num_chains`` is not used) or one whole SVI fit.
     num_simulations : int
         Number of prior-predictive simulations.
     num_rank_draws : int
@@ -177,17 +173,12 @@ def sbc(
     data = dict(data or {})
     if isinstance(num_simulations, bool) or not isinstance(num_simulations, (int, np.integer)) or num_simulations < 1:
         raise ValueError(f"`num_simulations` must be a positive integer; got {num_simulations!r}. Typical: 100-200.")
-    if engine not in ENGINES:
-        raise ValueError(f"Unknown engine {engine!r}. Valid engines: {', '.join(map(repr, ENGINES))}.")
-    option_class, _ = ENGINES[engine]
-    opts = option_class.from_kwargs(engine, engine_options)
-    accepted, _ = _model_arguments(model)
-    if accepted is not None:
-        unknown = sorted(set(data) - accepted)
-        if unknown:
-            raise TypeError(f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model.")
-    data = _check_finite(data)
-    key, seed_int = _as_key(seed)
+    engine_record = inference.get(engine)
+    opts = engine_record.options.from_kwargs(engine, engine_options)
+    check_arguments(model, data, require=False)
+    data = check_finite(data)
+    accepted, _ = model_arguments(model)
+    key, seed_int = as_key(seed)
     key_check, key_prior, key_fit, key_pit = jax.random.split(key, 4)
     traced = inspect_model(model, data, key_check)
     generated, latent = list(traced.observed), list(traced.latent)
@@ -215,7 +206,7 @@ def sbc(
                 f"Observed site(s) {', '.join(map(repr, missing))} are not keyword arguments of the model, so SBC "
                 "cannot condition on simulated values: name the argument after the site (y=None -> obs=y)."
             )
-    total_draws = opts.num_samples if engine != "svi" else opts.num_draws
+    total_draws = engine_record.draws_per_run(opts)
     if num_rank_draws > total_draws:
         raise ValueError(
             f"`num_rank_draws` ({num_rank_draws}) exceeds the posterior draws per simulation ({total_draws}); "
@@ -227,8 +218,8 @@ def sbc(
     prior = {k: np.asarray(v) for k, v in prior.items()}
     sim_data = {k: prior[k] for k in generated}
     keys = jax.random.split(key_fit, num_simulations)
-    runner = {"nuts": _run_nuts, "blackjax": _run_blackjax, "svi": _run_svi}[engine]
-    draws = runner(model, base, sim_data, keys, opts, latent, progress_bar)
+    run = engine_record.core(model, opts, dataclasses.replace(traced, latent=ranked))
+    draws = _map_runs(run, base, sim_data, keys, engine_record.batch_runs, progress_bar)
     ranks = {k: _ranks(draws[k], prior[k], num_rank_draws) for k in ranked}
     table = _uniformity_table(ranks, num_rank_draws)
     return SBCResult(table, ranks, num_rank_draws, engine, opts.as_dict(), seed_int, key_pit)
@@ -240,84 +231,34 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="SBC", unit="sim", disable=not enabled)
 
 
-def _run_nuts(model, base, sim_data, keys, opts: NUTSOptions, latent, progress_bar):
-    """NumPyro's own NUTS kernel (``numpyro.infer.hmc.hmc``), one chain per simulation, compiled once."""
+def _map_runs(run, base, sim_data, keys, batch_runs, progress_bar):
+    """``run(key, {**base, **sim})`` for every simulation, in groups through one compiled program.
+
+    ``batch_runs == "devices"``: groups of ``jax.local_device_count()`` runs, one per device (``pmap``);
+    ``"vectorized"``: groups of up to 50 runs in one ``vmap``. The last group is padded by repeating
+    simulations (same shapes, no recompilation); the padding is dropped.
+    """
     arrays, static = split_data(base)
-    first = {k: v[0] for k, v in sim_data.items()}
-    info = initialize_model(keys[0], partial(model, **static), model_kwargs={**arrays, **first}, dynamic_args=True)
-    position = info.param_info.z
-    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    impl = jax.random.key_impl(keys)
 
-    def one_simulation(key, sim):
-        kwargs = {**arrays, **sim}
-        state = init_kernel(position, num_warmup=opts.num_warmup, target_accept_prob=opts.target_accept_prob,
-                            dense_mass=opts.dense_mass, max_tree_depth=opts.max_tree_depth, model_kwargs=kwargs,
-                            rng_key=key)
+    def one(key_data, sim, arrays):
+        return run(jax.random.wrap_key_data(key_data, impl=impl), {**arrays, **static, **sim})
 
-        def body(state, _):
-            state = sample_kernel(state, model_kwargs=kwargs)
-            return state, state.z
-
-        state, _ = jax.lax.scan(body, state, None, length=opts.num_warmup)
-        _, draws = jax.lax.scan(body, state, None, length=opts.num_samples)
-        constrained = jax.vmap(info.postprocess_fn(**kwargs))(draws)
-        return {k: constrained[k] for k in latent}
-
-    return _map_simulations(one_simulation, keys, sim_data, latent, progress_bar, jax.local_device_count(), pmap=True)
-
-
-def _map_simulations(fn, keys, sim_data, latent, progress_bar, group, *, pmap):
-    """Run ``fn(key, sim)`` over all simulations in groups of ``group`` through one compiled program."""
-    mapped = jax.pmap(fn) if pmap and group > 1 else jax.jit(jax.vmap(fn))
     n = len(keys)
+    group = jax.local_device_count() if batch_runs == "devices" else min(n, 50)
+    if batch_runs == "devices" and group > 1:
+        mapped = jax.pmap(one, in_axes=(0, 0, None))
+    else:
+        mapped = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     pad = (-n) % group
-    keys_padded = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+    # Sliced on the host (numpy), so that no group compiles a slice of its own.
+    key_data = np.asarray(jax.random.key_data(keys))
+    key_data = np.concatenate([key_data, key_data[:pad]]) if pad else key_data
     sims_padded = {k: np.concatenate([v, v[:pad]]) if pad else v for k, v in sim_data.items()}
     parts = []
     with _progress(n, progress_bar) as bar:
         for start in range(0, n + pad, group):
             sl = slice(start, start + group)
-            parts.append(jax.device_get(mapped(keys_padded[sl], {k: v[sl] for k, v in sims_padded.items()})))
+            parts.append(jax.device_get(mapped(key_data[sl], {k: v[sl] for k, v in sims_padded.items()}, arrays)))
             bar.update(min(group, n - start))
-    return {k: np.concatenate([p[k] for p in parts])[:n] for k in latent}
-
-
-def _run_blackjax(model, base, sim_data, keys, opts: NUTSOptions, latent, progress_bar):
-    arrays, static = split_data(base)
-    first = {k: v[0] for k, v in sim_data.items()}
-    info = initialize_model(keys[0], partial(model, **static), model_kwargs={**arrays, **first}, dynamic_args=True)
-    position = info.param_info.z
-    one_chain_opts = dataclasses.replace(opts, num_chains=1)
-
-    def one_simulation(key, sim):
-        potential = info.potential_fn(**arrays, **sim)
-        postprocess = info.postprocess_fn(**arrays, **sim)
-        draws, _ = _one_chain(lambda p: -potential(p), postprocess, one_chain_opts, key, position)
-        return {k: draws[k] for k in latent}
-
-    return _map_simulations(one_simulation, keys, sim_data, latent, progress_bar, jax.local_device_count(), pmap=True)
-
-
-def _run_svi(model, base, sim_data, keys, opts: SVIOptions, latent, progress_bar):
-    arrays, static = split_data(base)
-    bound = partial(model, **static)
-    guide = make_guide(bound, opts.guide, model.make_guide() if isinstance(model, ZooModel) else None)
-    optimizer = optax_to_numpyro(optax.adam(opts.learning_rate))
-    svi = SVI(bound, guide, optimizer, loss=Trace_ELBO(num_particles=opts.num_particles))
-
-    def one_simulation(key, sim):
-        init_key, run_key, draw_key = jax.random.split(key, 3)
-        state = svi.init(init_key, **arrays, **sim)
-
-        def step(state, _):
-            state, loss = svi.update(state, **arrays, **sim)
-            return state, loss
-
-        state, _ = jax.lax.scan(step, state, None, length=opts.steps)
-        params = svi.get_params(state)
-        draws = Predictive(bound, guide=guide, params=params, num_samples=opts.num_draws, return_sites=latent)(
-            draw_key, **arrays, **sim
-        )
-        return {k: draws[k] for k in latent}
-
-    return _map_simulations(one_simulation, keys, sim_data, latent, progress_bar, min(len(keys), 50), pmap=False)
+    return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}

@@ -431,7 +431,7 @@ def _check_names(study: Study) -> None:
     accepted = list(inspect.signature(getattr(importlib.import_module(module), function)).parameters)
     data_keys = [k for k in study.data if k != "name"] + [k[5:] for k in study.grid_keys if k.startswith("data.")]
     _unknown(f"the settings of data set {name!r} ([data] or data.* grid keys)", data_keys, ["name"] + accepted)
-    options_class = ENGINES[study.engine][0]
+    options_class = ENGINES[study.engine].options
     engine_keys = list(study.engine_options) + [k[7:] for k in study.grid_keys if k.startswith("engine.")]
     _unknown(f"the options of engine {study.engine!r} ([engine] or engine.* grid keys)", engine_keys,
              options_class.valid_names())
@@ -539,6 +539,6 @@ def _check_run(study: Study, model: dict, options: dict, params: dict) -> None:
     except (TypeError, ValueError) as error:
         raise StudyError(f"Model {study.target!r} rejects its config{where}: {error}") from error
     try:
-        ENGINES[study.engine][0].from_kwargs(study.engine, dict(options))
+        ENGINES[study.engine].options.from_kwargs(study.engine, dict(options))
     except (TypeError, ValueError) as error:
         raise StudyError(f"Engine {study.engine!r} rejects its options{where}: {error}") from error

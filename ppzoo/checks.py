@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ppzoo.fit import Fit
-from ppzoo.report import Section, figure_or_error
+from ppzoo.page import Section, figure_or_error
 
 __all__ = [
     "Check", "is_mcmc", "predictive_checks", "closed_loop_section", "sbc_check", "reference_check", "engines_agree",
@@ -724,7 +724,7 @@ def engines_agree(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> Check:
     ValueError
         If fewer than two fits are given.
     """
-    from ppzoo.report import RHAT_MAX, comparable_samples, global_sites, label_fits
+    from ppzoo.compare import RHAT_MAX, comparable_samples, global_sites, label_fits
 
     labelled = label_fits(fits)
     if len(labelled) < 2:
@@ -859,7 +859,7 @@ def _scalar_names(site: str, shape: tuple[int, ...]) -> list[str]:
 
 def _convergence_sites(fit: Fit) -> list[str]:
     """The report's summary sites, then every other latent sample site (per-datum latents among them)."""
-    from ppzoo.report import global_sites
+    from ppzoo.compare import global_sites
 
     shown = global_sites(fit)
     return shown + [s for s in fit.sites.latent if s in fit.samples and s not in shown]
@@ -883,7 +883,7 @@ def convergence_table(fit: Fit, sites: Sequence[str] | None = None) -> pd.DataFr
         ``worst r_hat at``, ``r_hat > RHAT_MAX`` (a count), ``min ESS bulk``, ``min ESS tail``,
         ``worst ESS at``, ``ESS < ESS_MIN`` (a count of scalars whose bulk or tail ESS is below it).
     """
-    from ppzoo.report import ESS_MIN, RHAT_MAX, global_sites
+    from ppzoo.compare import ESS_MIN, RHAT_MAX, global_sites
 
     shown = set(global_sites(fit))
     per_datum = _per_datum_sites(fit)
@@ -933,7 +933,7 @@ def convergence_check(fit: Fit, label: str | None = None, *, table: pd.DataFrame
     Check
         ``"convergence (label)"`` with the per-site table.
     """
-    from ppzoo.report import ESS_MIN, RHAT_MAX
+    from ppzoo.compare import ESS_MIN, RHAT_MAX
 
     label = label or fit.engine
     name = f"convergence ({label})"
@@ -998,7 +998,7 @@ def unconverged_note(fit: Fit, sites: Sequence[str] | None = None) -> str:
     sites : sequence of str, optional
         The sites the number uses (default: every sampled site).
     """
-    from ppzoo.report import RHAT_MAX
+    from ppzoo.compare import RHAT_MAX
 
     r_hat = max_r_hat(fit, sites)
     return f"unconverged: r_hat {_fmt_r_hat(r_hat)}" if r_hat > RHAT_MAX else ""

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ppzoo.report import Claim
+from ppzoo.page import Claim
 
 __all__ = ["MIN_SEEDS", "ordering_claim", "interval_claim", "all_of"]
 

@@ -11,14 +11,13 @@ import dataclasses
 import datetime as _dt
 import html
 import importlib.metadata as md
-import io
 import os
 import platform
 import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ppzoo.arviz import MAX_STORED_VALUES, STORED_STATS, write_datatree
+from ppzoo.compare import ESS_MIN, RHAT_MAX, comparable_samples, global_sites, label_fits
 from ppzoo.fit import Fit
+from ppzoo.page import Claim, Section, figure_or_error, figure_png, message_figure, section_anchor
 
 __all__ = [
     "report", "html_page", "recovery_metrics", "remove_stale_staging", "file_stem", "rst_to_html", "Section", "MARKER", "global_sites",
@@ -35,118 +36,10 @@ __all__ = [
 ]
 
 MARKER = ".ppzoo-report"
-#: A summary row is flagged when r_hat exceeds this (Vehtari et al. 2021) ...
-RHAT_MAX = 1.01
-#: ... or when the bulk or tail ESS falls below this, all chains together (Vehtari et al. 2021: 400, i.e. 100 per
-#: chain for four chains); the same thresholds give each MCMC fit's convergence verdict.
-ESS_MIN = 400
-#: Sites with more scalars than this are left out of summary tables and trace plots (per-datum latents).
-MAX_SUMMARY_SCALARS = 60
-
-
-class Section:
-    """A block of the page: a heading, HTML text, tables and figures (matplotlib figures or PNG bytes).
-
-    ``checks`` (:class:`ppzoo.checks.Check` objects, as :func:`ppzoo.checks.closed_loop_section` sets them) are
-    listed in the page's verdict strip, linked to this section. The section's anchor on the page is
-    :func:`section_anchor` of its title.
-    """
-
-    def __init__(self, title: str, *, text: str = "", tables: Sequence[tuple[str, pd.DataFrame]] = (),
-                 figures: Sequence[tuple[str, Any]] = (), checks: Sequence[Any] = ()) -> None:
-        self.title = title
-        self.text = text
-        self.tables = list(tables)
-        self.figures = list(figures)
-        self.checks = list(checks)
-
-
-@dataclasses.dataclass
-class Claim:
-    """One of the study's own claims, shown first in the page's verdict strip (e.g. "iVAE MCC > VAE MCC").
-
-    Attributes
-    ----------
-    name : str
-        The claim in words, with its numbers ("iVAE MCC 0.947 > VAE 0.724").
-    passed : bool or None
-        Whether the run bears it out; ``None`` when it cannot be judged here (``detail`` says why).
-    detail : str
-        What it rests on: the numbers, the tolerance, the seeds.
-    section : str, optional
-        Title of the section that shows the evidence (one of the ``sections`` passed to :func:`report`, or a
-        built-in one such as ``"What was run"``); the strip links to it.
-    """
-
-    name: str
-    passed: bool | None
-    detail: str
-    section: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"Claim.name must be a non-empty string; got {self.name!r}.")
-        if self.passed is not None and not isinstance(self.passed, (bool, np.bool_)):
-            raise TypeError(f"Claim.passed must be True, False or None (cannot be judged); got {self.passed!r}.")
-        if self.passed is not None:
-            self.passed = bool(self.passed)
-        if self.section is not None and not isinstance(self.section, str):
-            raise TypeError(f"Claim.section must be a section title (str) or None; got {self.section!r}.")
-
-
-def section_anchor(title: str) -> str:
-    """The HTML id of a section with this title: ``"Engine: nuts"`` -> ``"sec-engine-nuts"``.
-
-    Stable across runs (it depends on the title only); a second section with the same title on one page gets
-    ``-2``, a third ``-3``.
-    """
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    return f"sec-{slug or 'section'}"
-
-
-def _png(figure: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    if hasattr(figure, "savefig") and not hasattr(figure, "add_subplot"):  # arviz_plots PlotCollection
-        figure = figure.viz["figure"].item() if "figure" in getattr(figure, "viz", {}) else figure
-        if hasattr(figure, "set_layout_engine") and figure.get_layout_engine() is None:
-            # arviz-plots leaves the grid's spacing fixed: a panel's (two-line) title then runs into the tick
-            # labels of the panel above. Constrained layout makes room for titles, ticks and axis labels.
-            figure.set_layout_engine("constrained")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*constrained_layout not applied", category=UserWarning)
-        figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def message_figure(text: str) -> Any:
-    """A small figure that shows ``text`` (e.g. why a plot failed), for a page that shows every figure it promised."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 0.8))
-    ax.axis("off")
-    ax.text(0, 0.5, text[:300], fontsize=8, va="center", wrap=True)
-    return fig
-
-
-def figure_or_error(caption: str, draw: Callable[[], Any]) -> tuple[str, Any]:
-    """``(caption, draw())``; if drawing fails, the caption with the error and a figure that shows it.
-
-    A broken plot is shown on the page, never hidden: the figure says which error stopped it (and a warning
-    says it too), and the verdicts, which never depend on plots, stand.
-    """
-    try:
-        return caption, draw()
-    except Exception as error:  # any plotting failure: shown in place of the plot
-        message = f"{type(error).__name__}: {error}"
-        warnings.warn(f"Plot {caption!r} failed: {message}", stacklevel=2)
-        return f"{caption} (the plot failed: {message})", message_figure(f"Plot failed: {message}")
 
 
 def _img(caption: str, figure: Any) -> str:
-    data = figure if isinstance(figure, bytes) else _png(figure)
+    data = figure if isinstance(figure, bytes) else figure_png(figure)
     encoded = base64.b64encode(data).decode()
     return (
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{encoded}">'
@@ -172,18 +65,6 @@ def _fmt(value: Any) -> str:
             return str(value)
         return f"{value:.4g}"
     return str(value)
-
-
-def global_sites(fit: Fit) -> list[str]:
-    """The sites a report summarises: the model's ``summary_sites``, else every site of at most
-    ``MAX_SUMMARY_SCALARS`` scalars (per-datum latents of large data sets are left out by size)."""
-    preferred = getattr(fit.model, "summary_sites", ())
-    if preferred:
-        return [s for s in preferred if s in fit.samples]
-    return [k for k, v in fit.samples.items() if int(np.prod(v.shape[2:])) <= MAX_SUMMARY_SCALARS]
-
-
-_global_sites = global_sites  # the old private name, still imported by ppzoo.sweep
 
 
 def recovery_metrics(fit: Fit, truth: Mapping[str, Any]) -> dict[str, float]:
@@ -463,27 +344,6 @@ def file_stem(label: str, taken: set[str] | None = None) -> str:
     return unique
 
 
-def label_fits(fits: Fit | Sequence[Fit] | Mapping[str, Fit]) -> dict[str, Fit]:
-    """Fits by label: a mapping as given, else labelled by engine (``nuts``, ``nuts_2``, ...)."""
-    if isinstance(fits, Fit):
-        fits = [fits]
-    if isinstance(fits, Mapping):
-        labelled = dict(fits)
-    else:
-        labelled = {}
-        for f in fits:
-            label, k = f.engine, 2
-            while label in labelled:
-                label, k = f"{f.engine}_{k}", k + 1
-            labelled[label] = f
-    if not labelled:
-        raise ValueError("`fits` is empty: pass at least one ppzoo.Fit.")
-    for label, f in labelled.items():
-        if not isinstance(f, Fit):
-            raise TypeError(f"`fits[{label!r}]` is a {type(f).__name__}, not a ppzoo.Fit.")
-    return labelled
-
-
 #: Title of the built-in closed-loop section (predictive checks, LOO, engines agree).
 CLOSED_LOOP_TITLE = "Closed loop: predictive checks and LOO"
 
@@ -740,35 +600,6 @@ def _prior_figures_once(check: Any, label: str, fit: Fit, shown: str | None, lab
     check.figures = [(caption + f" (the same for {', '.join(others)}: the prior does not depend on the engine)"
                       if others else caption, figure) for caption, figure in check.figures]
     return label
-
-
-def comparable_samples(labelled: Mapping[str, Fit], sites: Sequence[str],
-                       reference: Mapping[str, Any] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Each fit's draws of ``sites``; for models with symmetric modes (a model with an ``align`` function),
-    mapped onto one mode: that of ``reference`` (known true values by site, e.g. ``ds.truth``) where it gives
-    every site the alignment matches on, else the first fit's."""
-    fits = list(labelled.items())
-    first_label, first = fits[0]
-    align = getattr(first.model, "align", None)
-    if align is None:
-        return {label: {s: fit.samples[s] for s in sites} for label, fit in fits}
-    anchor = {s: np.asarray(reference[s]) for s in sites
-              if reference is not None and s in reference
-              and np.shape(reference[s]) == first.samples[s].shape[2:]}
-    # The mode to map onto: the truth where known, else the first fit's chain-0 mean (align matches chain means).
-    target = {s: anchor[s] if s in anchor else first.samples[s][0].mean(0) for s in sites}
-    use_truth = len(anchor) == len(sites)
-    out = {}
-    for index, (label, fit) in enumerate(fits):
-        samples = {s: fit.samples[s] for s in sites}
-        if index > 0 or use_truth:
-            draws = fit.num_draws
-            stacked = {s: np.concatenate([np.broadcast_to(target[s], (1, draws, *np.shape(target[s]))), samples[s]])
-                       for s in sites}
-            aligned, _ = align(stacked, first.model.config)
-            samples = {s: aligned[s][1:] for s in sites}
-        out[label] = samples
-    return out
 
 
 def _forest(labelled: Mapping[str, Fit], sites: Sequence[str], truth: Mapping[str, Any] | None = None):

@@ -4,7 +4,8 @@
 - The zoo (``ppzoo.models``) never imports the engines, the reports, the checks or ``ppzoo.fit``.
 - Data (``ppzoo.data``) and metrics (``ppzoo.metrics``) import neither the engines nor the zoo (nor fit,
   reports, checks or case studies).
-- No import cycles between modules, imports inside functions included.
+- No import cycles between modules, imports inside functions included (``if TYPE_CHECKING:`` imports,
+  which never run, are left out).
 - Nothing outside a module uses its underscore names, and a private module (``_name.py``) is imported only
   from its own package.
 - Every package folder is listed in pyproject.toml, so that a wheel installs it.
@@ -93,10 +94,25 @@ def _known(name: str) -> str | None:
     return None
 
 
-def _imports(name: str) -> Iterator[tuple[str, tuple[str, ...], int]]:
-    """(imported module, names taken from it, line) for every import statement, nested ones included."""
-    tree = ast.parse(MODULES[name].read_text(), filename=str(MODULES[name]))
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (never run, so no dependency at run time)."""
+    skipped = set()
     for node in ast.walk(tree):
+        test = getattr(node, "test", None)
+        if isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
+                                         or getattr(test, "attr", None) == "TYPE_CHECKING"):
+            skipped.update(id(child) for statement in node.body for child in ast.walk(statement))
+    return skipped
+
+
+def _imports(name: str) -> Iterator[tuple[str, tuple[str, ...], int]]:
+    """(imported module, names taken from it, line) for every import statement that can run, nested ones
+    included (imports under ``if TYPE_CHECKING:`` are type hints only and left out)."""
+    tree = ast.parse(MODULES[name].read_text(), filename=str(MODULES[name]))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = _known(alias.name)

@@ -49,7 +49,7 @@ from numpyro.primitives import Messenger
 from ppzoo.arviz import unobserve
 from ppzoo.fit import Fit, ModelSites, _check_finite, _model_arguments, inspect_model
 from ppzoo.graphs import adjacency_from_edges, edges_from_adjacency, topological_order
-from ppzoo.inference._base import split_data
+from ppzoo.inference import split_data
 from ppzoo.models import ZooModel
 
 __all__ = [

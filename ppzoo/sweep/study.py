@@ -394,7 +394,7 @@ def _check_grid(study: Study) -> None:
 
 
 def _check_names(study: Study) -> None:
-    from ppzoo.inference import ENGINES
+    import ppzoo.inference
 
     if study.kind == "task":
         load_function(study.target, study.base_dir, "task")
@@ -415,8 +415,10 @@ def _check_names(study: Study) -> None:
             f"Unknown model {study.target!r} in [study]. The zoo has: {', '.join(ppzoo.models.names())} "
             "(see `ppzoo models`)."
         )
-    if study.engine not in ENGINES:
-        raise StudyError(f"Unknown engine {study.engine!r} in [study]. Valid engines: {', '.join(ENGINES)}.")
+    if study.engine not in ppzoo.inference.names():
+        raise StudyError(
+            f"Unknown engine {study.engine!r} in [study]. Valid engines: {', '.join(ppzoo.inference.names())}."
+        )
     for metric in study.metrics:
         resolve_metric(metric, study.base_dir)
     name = study.data.get("name")
@@ -431,7 +433,7 @@ def _check_names(study: Study) -> None:
     accepted = list(inspect.signature(getattr(importlib.import_module(module), function)).parameters)
     data_keys = [k for k in study.data if k != "name"] + [k[5:] for k in study.grid_keys if k.startswith("data.")]
     _unknown(f"the settings of data set {name!r} ([data] or data.* grid keys)", data_keys, ["name"] + accepted)
-    options_class = ENGINES[study.engine].options
+    options_class = ppzoo.inference.get(study.engine).options
     engine_keys = list(study.engine_options) + [k[7:] for k in study.grid_keys if k.startswith("engine.")]
     _unknown(f"the options of engine {study.engine!r} ([engine] or engine.* grid keys)", engine_keys,
              options_class.valid_names())
@@ -530,8 +532,8 @@ def case_study_args(name: str, args: Mapping[str, Any], seed: int, out: str, par
 
 
 def _check_run(study: Study, model: dict, options: dict, params: dict) -> None:
+    import ppzoo.inference
     import ppzoo.models
-    from ppzoo.inference import ENGINES
 
     where = f" (grid point {params})" if params else ""
     try:
@@ -539,6 +541,6 @@ def _check_run(study: Study, model: dict, options: dict, params: dict) -> None:
     except (TypeError, ValueError) as error:
         raise StudyError(f"Model {study.target!r} rejects its config{where}: {error}") from error
     try:
-        ENGINES[study.engine].options.from_kwargs(study.engine, dict(options))
+        ppzoo.inference.get(study.engine).options.from_kwargs(study.engine, dict(options))
     except (TypeError, ValueError) as error:
         raise StudyError(f"Engine {study.engine!r} rejects its options{where}: {error}") from error

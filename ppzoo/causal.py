@@ -47,8 +47,9 @@ from numpyro import handlers
 from numpyro.primitives import Messenger
 
 from ppzoo.arviz import unobserve
-from ppzoo.fit import Fit, ModelSites, _check_finite, _model_arguments, inspect_model
+from ppzoo.fit import Fit, ModelSites, check_data, inspect_model
 from ppzoo.graphs import adjacency_from_edges, edges_from_adjacency, topological_order
+from ppzoo import inference
 from ppzoo.inference import split_data
 from ppzoo.models import ZooModel
 
@@ -466,8 +467,6 @@ def intervene(
 
 
 def _guide_of(fit: Fit, guide: Any) -> Any:
-    from ppzoo.inference.svi import GUIDES
-
     if guide is not None:
         if not callable(guide):
             raise TypeError(f"counterfactual: `guide` must be a guide function; got {guide!r}.")
@@ -477,8 +476,8 @@ def _guide_of(fit: Fit, guide: Any) -> Any:
         if isinstance(fit.model, ZooModel) and fit.model.guide is not None:
             return fit.model.make_guide()
         name = "auto_normal"
-    if name in GUIDES:
-        return GUIDES[name](_run_model(fit))
+    if name in inference.GUIDES:
+        return inference.GUIDES[name](_run_model(fit))
     raise ValueError(
         f"counterfactual(method='guide'): the fit used the custom guide {name!r}, which the Fit does not keep. "
         "Pass it again: counterfactual(fit, data, do, method='guide', guide=my_guide)."
@@ -488,10 +487,11 @@ def _guide_of(fit: Fit, guide: Any) -> Any:
 def _abduct_guide(fit, data, roles, sites_needed, num, key, guide):
     from numpyro.infer import Predictive
 
-    if fit.engine != "svi":
+    if "guide" not in inference.get(fit.engine).options.valid_names():
         raise ValueError(
-            f"counterfactual(method='guide') needs an SVI fit (its guide is the amortized posterior of the "
-            f"exogenous noise); this fit is by {fit.engine!r}. Use method='nuts'."
+            f"counterfactual(method='guide') needs an SVI fit, or any fit by an engine that trains a guide (its "
+            f"guide is the amortized posterior of the exogenous noise); this fit is by {fit.engine!r}, which has "
+            "no guide. Use method='nuts'."
         )
     guide_fn = _guide_of(fit, guide)
     if isinstance(guide_fn, tuple(_autoguide_classes())):
@@ -624,16 +624,7 @@ def counterfactual(
     own_units = data is None
     if data is None:
         data = fit.data
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{caller}: `data` must be a mapping of model arguments like fit.data, e.g. {{'x': x}}; got {type(data).__name__}.")
-    accepted, _ = _model_arguments(fit.model)
-    if accepted is not None:
-        unknown = sorted(set(data) - accepted)
-        if unknown:
-            raise TypeError(f"{caller}: data key(s) {unknown} are not arguments of the model; it takes {sorted(accepted)}.")
-    data = _check_finite(dict(data))
-    if isinstance(fit.model, ZooModel) and fit.model.check_data is not None:
-        fit.model.check_data(data, fit.model.config)
+    data = check_data(fit.model, data, caller=caller)
     roles = causal_sites(fit, data)
     if not roles.observed:
         raise ValueError(f"{caller}: `data` gives no observed site; pass the units' observations (e.g. {{'x': x}}).")
@@ -656,7 +647,7 @@ def counterfactual(
         num = 1000 if num_samples is None else int(num_samples)
         _draw_index(num, num_samples, caller)
         draws = _abduct_guide(fit, data, roles, roles.global_latent + roles.per_datum_latent, num, abduct_key, guide)
-    elif own_units and fit.engine in ("nuts", "blackjax"):
+    elif own_units and inference.get(fit.engine).is_mcmc:
         # The fit's own draws are already MCMC draws of its units' exogenous noise (jointly with the globals).
         index = _draw_index(fit.num_chains * fit.num_draws, num_samples, caller)
         draws = _flat(fit.samples, [s for s in roles.global_latent + roles.per_datum_latent if s in fit.samples], index)

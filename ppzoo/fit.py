@@ -21,8 +21,8 @@ from ppzoo.models import ZooModel
 from ppzoo.models import get as get_model
 
 __all__ = [
-    "fit", "Fit", "FitKeys", "ModelSites", "as_key", "inspect_model", "validate_data", "model_arguments",
-    "check_arguments", "check_finite",
+    "fit", "Fit", "FitKeys", "ModelSites", "as_key", "inspect_model", "check_data", "validate_data",
+    "model_arguments",
 ]
 
 
@@ -175,12 +175,12 @@ def model_arguments(model: Callable[..., Any]) -> tuple[set[str] | None, set[str
     return accepted, required
 
 
-def check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> None:
+def _check_keys(model: Callable[..., Any], data: Any, *, require: bool, prefix: str) -> None:
     """``data`` is a mapping of the model's keyword arguments: no unknown key and, with ``require``, no
     required argument missing."""
     if not isinstance(data, Mapping):
         raise TypeError(
-            "`data` must be a mapping of the model's keyword arguments, e.g. {'x': x}; "
+            f"{prefix}`data` must be a mapping of the model's keyword arguments, e.g. {{'x': x}}; "
             f"got {type(data).__name__}. For a ppzoo data set pass `ds.data`."
         )
     accepted, required = model_arguments(model)
@@ -189,15 +189,17 @@ def check_arguments(model: Callable[..., Any], data: Any, *, require: bool) -> N
     unknown = sorted(set(data) - accepted)
     if unknown:
         raise TypeError(
-            f"data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
+            f"{prefix}data key(s) {', '.join(map(repr, unknown))} are not arguments of the model. "
             f"The model takes: {', '.join(sorted(accepted)) or 'no arguments'}."
         )
     missing = sorted(required - set(data))
     if require and missing:
-        raise TypeError(f"The model requires argument(s) {', '.join(map(repr, missing))}; add them to `data`.")
+        raise TypeError(
+            f"{prefix}The model requires argument(s) {', '.join(map(repr, missing))}; add them to `data`."
+        )
 
 
-def check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
+def _finite_arrays(data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """The data with lists of numbers as arrays; text, objects, NaN and inf refused (naming the key)."""
     checked = {}
     for key, value in data.items():
@@ -208,11 +210,64 @@ def check_finite(data: Mapping[str, Any]) -> dict[str, Any]:
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise ValueError(
-                    f"data[{key!r}] contains {int(bad.sum())} NaN or inf value(s) (first at index {where}). "
+                    f"{prefix}data[{key!r}] contains {int(bad.sum())} NaN or inf value(s) (first at index {where}). "
                     "Remove or impute them before fitting; ppzoo does not drop data silently."
                 )
         checked[key] = value
     return checked
+
+
+def check_data(model: Callable[..., Any] | ZooModel | str, data: Any, *, require: bool = False,
+               caller: str | None = None) -> dict[str, Any]:
+    """The data as the model will get them, after the checks every entry point runs before compiling.
+
+    :func:`fit`, :func:`validate_data`, :func:`ppzoo.sbc` and :func:`ppzoo.counterfactual` all run this:
+
+    1. ``data`` is a mapping whose keys are keyword arguments of the model (with ``require``, every
+       argument without a default is there);
+    2. lists of numbers become arrays; text, objects, NaN and inf are refused, naming the key;
+    3. a zoo model's own ``check_data(data, config)`` runs on the converted data.
+
+    The observed sites' shapes and supports need a run of the model: :func:`validate_data` adds those.
+
+    Parameters
+    ----------
+    model : callable, ZooModel or str
+        A NumPyro model function, a zoo model or a zoo name.
+    data : mapping
+        The model's keyword arguments.
+    require : bool
+        Refuse data that lack a required argument of the model (``fit`` does; SBC and
+        ``validate_data`` take partial data).
+    caller : str, optional
+        Public function the check runs for (``"ppzoo.counterfactual"``); its messages start with it.
+
+    Returns
+    -------
+    dict
+        A new dict of the data, lists turned into arrays.
+
+    Raises
+    ------
+    TypeError
+        ``data`` not a mapping; a key that is not an argument of the model; with ``require``, a missing
+        required argument; text or object arrays.
+    ValueError
+        NaN or inf (the key, how many, the first index); data the zoo model's own check refuses.
+
+    Examples
+    --------
+    >>> check_data(ppzoo.models.get("ica"), {"x": [[0.1, 0.2], [0.3, 0.4]]})["x"].shape
+    (2, 2)
+    """
+    if isinstance(model, str):
+        model = get_model(model)
+    prefix = f"{caller}: " if caller else ""
+    _check_keys(model, data, require=require, prefix=prefix)
+    data = _finite_arrays(data, prefix)
+    if isinstance(model, ZooModel) and model.check_data is not None:
+        model.check_data(data, model.config)
+    return data
 
 
 def _validate(model, data, engine, options) -> tuple[Callable[..., Any], dict[str, Any], Any]:
@@ -223,11 +278,7 @@ def _validate(model, data, engine, options) -> tuple[Callable[..., Any], dict[st
             f"`model` must be a NumPyro model function or a zoo model (ppzoo.models.get('ica')); got {model!r}."
         )
     opts = inference.get(engine).options.from_kwargs(engine, dict(options))
-    check_arguments(model, data, require=True)
-    data = check_finite(data)
-    if isinstance(model, ZooModel) and model.check_data is not None:
-        model.check_data(data, model.config)
-    return model, data, opts
+    return model, check_data(model, data, require=True), opts
 
 
 def _generated_arguments(model: Callable[..., Any]) -> set[str]:
@@ -255,9 +306,9 @@ def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str,
                   key: jax.Array | None = None) -> ModelSites:
     """Check ``data`` against ``model`` as :func:`fit` does before compiling anything, and sort its sites.
 
-    The data are converted (lists of numbers become arrays) and refused when they hold text, objects,
-    NaN or inf; a zoo model's own ``check_data`` runs; then the model is run once, eagerly, on the data
-    and every observed site is compared with its distribution.
+    The data go through :func:`check_data` (keys are model arguments; lists of numbers become arrays;
+    text, objects, NaN and inf are refused; a zoo model's own ``check_data`` runs); then the model is run
+    once, eagerly, on the data and every observed site is compared with its distribution.
 
     Shape rule: with ``D = fn.batch_shape + fn.event_shape`` the traced shape of an observed site's
     distribution (plates included) and ``O`` the shape of its data, the data are accepted when ``O == D``;
@@ -296,11 +347,7 @@ def validate_data(model: Callable[..., Any] | ZooModel | str, data: Mapping[str,
     """
     if isinstance(model, str):
         model = get_model(model)
-    check_arguments(model, data, require=False)
-    data = check_finite(data)
-    if isinstance(model, ZooModel) and model.check_data is not None:
-        model.check_data(data, model.config)
-    return _checked_sites(model, data, key)
+    return _checked_sites(model, check_data(model, data), key)
 
 
 class FitKeys(NamedTuple):
@@ -464,9 +511,6 @@ def as_key(seed: int | jax.Array) -> tuple[jax.Array, int | None]:
         return seed, None
     raise TypeError(f"`seed` must be an integer or a JAX key (jax.random.key(0)); got {seed!r}.")
 
-
-# The old private names, still imported by ppzoo.causal.
-_check_finite, _model_arguments = check_finite, model_arguments
 
 
 def fit(

@@ -22,7 +22,7 @@ from scipy import stats
 
 from ppzoo import inference
 from ppzoo.arviz import unobserve
-from ppzoo.fit import as_key, check_arguments, check_finite, inspect_model, model_arguments
+from ppzoo.fit import as_key, check_data, inspect_model, model_arguments
 from ppzoo.inference import split_data
 from ppzoo.models import ZooModel
 
@@ -175,8 +175,7 @@ def sbc(
         raise ValueError(f"`num_simulations` must be a positive integer; got {num_simulations!r}. Typical: 100-200.")
     engine_record = inference.get(engine)
     opts = engine_record.options.from_kwargs(engine, engine_options)
-    check_arguments(model, data, require=False)
-    data = check_finite(data)
+    data = check_data(model, data)
     accepted, _ = model_arguments(model)
     key, seed_int = as_key(seed)
     key_check, key_prior, key_fit, key_pit = jax.random.split(key, 4)

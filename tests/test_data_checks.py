@@ -21,7 +21,7 @@ from numpyro.distributions import constraints
 
 import ppzoo
 from ppzoo._runtime import CompileTimer
-from ppzoo.fit import validate_data
+from ppzoo.fit import check_data, validate_data
 from ppzoo.inference import ENGINES
 
 ENGINE_NAMES = ["nuts", "blackjax", "svi"]
@@ -372,3 +372,38 @@ def test_validate_data_names_bad_keys():
         validate_data(counts, {"x": np.zeros(3)})
     with pytest.raises(TypeError, match=r"`data` must be a mapping"):
         validate_data(counts, np.zeros(3))
+
+
+def test_one_data_check_for_every_entry_point():
+    """fit, validate_data, SBC and check_data itself refuse the same bad data with the same message, before
+    compiling anything (ppzoo.counterfactual's use is in tests/test_causal.py, which needs a fit)."""
+    y = np.array([1.0, 0.0, np.nan, 3.0])
+    nan = r"data\['y'\] contains 1 NaN or inf value\(s\) \(first at index \(2,\)\)"
+    calls = {
+        "fit": lambda: ppzoo.fit(counts, {"y": y}, num_warmup=5, num_samples=5, num_chains=1),
+        "validate_data": lambda: validate_data(counts, {"y": y}),
+        "sbc": lambda: ppzoo.sbc(counts, {"y": y}, num_simulations=5),
+        "check_data": lambda: check_data(counts, {"y": y}),
+    }
+    timer = CompileTimer()
+    for name, call in calls.items():
+        with timer.measure(), pytest.raises(ValueError, match=nan):
+            call()
+    assert timer.count == 0
+
+
+def test_check_data_converts_and_names_the_caller():
+    checked = check_data(counts, {"y": [1, 2, 3]})
+    assert isinstance(checked["y"], np.ndarray) and checked["y"].tolist() == [1, 2, 3]
+    with pytest.raises(TypeError, match=r"^ppzoo.counterfactual: data key\(s\) 'x' are not arguments"):
+        check_data(counts, {"x": np.zeros(3)}, caller="ppzoo.counterfactual")
+    with pytest.raises(TypeError, match=r"^ppzoo.counterfactual: `data` must be a mapping"):
+        check_data(counts, [1.0], caller="ppzoo.counterfactual")
+    # Partial data pass unless the caller requires every argument without a default (ppzoo.fit does).
+    assert set(check_data(regression, {"y": np.zeros(N)})) == {"y"}
+    with pytest.raises(TypeError, match=r"The model requires argument\(s\) 'x'; add them to `data`"):
+        check_data(regression, {"y": np.zeros(N)}, require=True)
+    # A zoo model's own check runs on the converted data (a list of rows becomes a 2-D array).
+    assert check_data("ica", {"x": [[0.1, 0.2], [0.3, 0.4]]})["x"].shape == (2, 2)
+    with pytest.raises(ValueError, match=r"ICA data `x` must be 2-D"):
+        check_data("ica", {"x": [0.1, 0.2, 0.3]})

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ppzoo
+from ppzoo.case_studies.command import main_for
 from ppzoo.report import Section, rst_to_html
 from ppzoo.results import write_results
 
@@ -239,9 +240,4 @@ def _claims(fits: dict, truth: dict, baseline: dict) -> tuple[list, dict]:
     return claims, values
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+main = main_for(parse_args, run)

@@ -40,6 +40,7 @@ import pandas as pd
 
 import ppzoo
 from ppzoo import laws
+from ppzoo.case_studies.command import main_for
 from ppzoo.checks import zero_based
 from ppzoo.claims import all_of, interval_claim, ordering_claim
 from ppzoo.report import Claim, Section, rst_to_html
@@ -729,9 +730,4 @@ def _headline(rows: list[dict], references: dict[str, pd.DataFrame], elapsed: fl
     return values
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+main = main_for(parse_args, run)

@@ -26,13 +26,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
 import ppzoo
 import ppzoo.causal
+from ppzoo.case_studies.command import main_for
+from ppzoo.graphs import edges_from_adjacency, topological_order
+from ppzoo.metrics.distances import energy_distance
 from ppzoo.report import Claim, Section
 from ppzoo.results import write_results
 
-__all__ = ["main", "parse_args", "run", "energy_distance", "wasserstein_1d", "CYCLE_BREAKS", "study_claims"]
+__all__ = ["main", "parse_args", "run", "CYCLE_BREAKS", "study_claims"]
 
 PREDICTIONS_SECTION = "Held-out interventional conditions: prediction vs real cells"
 
@@ -82,30 +86,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """Energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` between two samples (rows are points).
-
-    Zero iff the distributions agree (Szekely & Rizzo 2013); V-statistic estimate, Euclidean norm.
-    """
-    from scipy.spatial.distance import cdist
-
-    x, y = np.atleast_2d(x.T).T, np.atleast_2d(y.T).T
-    return float(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
-
-
-def wasserstein_1d(x: np.ndarray, y: np.ndarray) -> float:
-    """The 1-Wasserstein distance between two one-dimensional samples."""
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(x, y))
-
-
 def _graph(name: str, info: dict) -> tuple[tuple[tuple[str, str], ...], str]:
     variables = info["variables"]
-    edges = ppzoo.causal.edges_from_adjacency(info["graphs"][name], variables)
+    edges = edges_from_adjacency(info["graphs"][name], variables)
     note = ""
     try:
-        ppzoo.causal.topological_order(variables, edges)
+        topological_order(variables, edges)
     except ValueError as error:
         if name not in CYCLE_BREAKS:
             raise
@@ -125,7 +111,7 @@ def _subsample(points: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
 
 def _score(pred: np.ndarray, real: np.ndarray, keep: list[int], size: int, rng) -> dict[str, float]:
     a, b = _subsample(pred[:, keep], size, rng), _subsample(real[:, keep], size, rng)
-    w1 = [wasserstein_1d(pred[:, j], real[:, j]) for j in keep]
+    w1 = [wasserstein_distance(pred[:, j], real[:, j]) for j in keep]
     return {"energy": energy_distance(a, b), "w1": float(np.mean(w1))}
 
 
@@ -341,9 +327,4 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+main = main_for(parse_args, run)

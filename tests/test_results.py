@@ -30,7 +30,7 @@ def test_readme_quotes_exactly_the_committed_results():
 
 
 #: Benchmarks whose tables the README quotes: results name -> the script that writes the file (--results DIR).
-BENCHMARK_RESULTS = {"reference_posteriors": "benchmarks/reference_posteriors.py"}
+BENCHMARK_RESULTS = {"reference_posteriors": "benchmarks/reference_posteriors.py", "nuts_speed": "benchmarks/nuts_speed.py"}
 
 
 def test_every_results_file_has_its_readme_block_and_template():

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["topological_order", "edges_from_adjacency", "adjacency_from_edges"]
+__all__ = ["topological_order", "edges_from_adjacency", "adjacency_from_edges", "descendants"]
 
 
 def edges_from_adjacency(adjacency: Any, nodes: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -42,6 +42,50 @@ def adjacency_from_edges(edges: Iterable[tuple[str, str]], nodes: Sequence[str])
     for cause, effect in edges:
         matrix[nodes.index(cause), nodes.index(effect)] = 1
     return matrix
+
+
+def descendants(nodes: Sequence[str], edges: Iterable[tuple[str, str]] | Any, node: str) -> tuple[str, ...]:
+    """The nodes reachable from ``node`` along directed edges (``node`` itself excluded), in ``nodes`` order.
+
+    Parameters
+    ----------
+    nodes : sequence of str
+        Node names.
+    edges : iterable of (cause, effect) or array
+        The graph as an edge list of node names or as an adjacency matrix (``[i, j] != 0`` for ``i -> j``).
+    node : str
+        One of ``nodes``.
+
+    Raises
+    ------
+    ValueError
+        If ``node`` or an edge's end is not one of ``nodes`` (or the matrix does not match ``nodes``).
+
+    Examples
+    --------
+    >>> descendants(["a", "b", "c", "d"], [("a", "b"), ("b", "c")], "a")
+    ('b', 'c')
+    """
+    nodes = tuple(nodes)
+    if node not in nodes:
+        raise ValueError(f"Unknown node {node!r}. Nodes: {list(nodes)}.")
+    if isinstance(edges, np.ndarray) or (hasattr(edges, "shape") and hasattr(edges, "dtype")):
+        edges = edges_from_adjacency(edges, nodes)
+    children: dict[str, list[str]] = {n: [] for n in nodes}
+    for cause, effect in edges:
+        for name in (cause, effect):
+            if name not in children:
+                raise ValueError(f"Edge {cause!r} -> {effect!r} names an unknown node {name!r}. Nodes: {list(nodes)}.")
+        children[cause].append(effect)
+    reached: set[str] = set()
+    frontier = [node]
+    while frontier:
+        for child in children[frontier.pop()]:
+            if child not in reached:
+                reached.add(child)
+                frontier.append(child)
+    reached.discard(node)  # on a cycle through ``node`` it reaches itself; it is not its own descendant
+    return tuple(n for n in nodes if n in reached)
 
 
 def topological_order(nodes: Sequence[str], edges: Iterable[tuple[str, str]] | Any) -> tuple[str, ...]:

@@ -16,9 +16,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ppzoo.data._dataset import Dataset
+from ppzoo.data.scaling import Standardiser
 
 __all__ = [
     "load",
+    "split_heldout",
     "mix",
     "unmix",
     "condition_threshold",
@@ -372,3 +374,52 @@ def load(
             "source": "Khemakhem et al. 2020 (iVAE), simulation as in GitHub ilkhem/iVAE data/data.py",
         },
     )
+
+
+def split_heldout(ds: Dataset, heldout_per_segment: int) -> tuple[dict, dict, dict]:
+    """Split a ``nonlinear_ica`` data set into training and held-out points within every segment.
+
+    The last ``heldout_per_segment`` points of each segment are held out; observations are standardised
+    with the training mean and sd (both parts, float32).
+
+    Parameters
+    ----------
+    ds : Dataset
+        A data set from ``ppzoo.data.load("nonlinear_ica", ...)``.
+    heldout_per_segment : int
+        Points held out at the end of each segment, in ``[1, points_per_segment)``.
+
+    Returns
+    -------
+    train, test : dict
+        Each holds ``x`` (standardised observations), ``u`` (segment indices) and the true sources ``z``.
+    info : dict
+        ``x_mean`` and ``x_sd``: the training statistics used to standardise ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` is not a ``nonlinear_ica`` data set or ``heldout_per_segment`` leaves no training or no
+        held-out point in a segment.
+    """
+    if not isinstance(ds, Dataset) or ds.name != "nonlinear_ica":
+        raise ValueError(
+            f"`ds` must be a data set from ppzoo.data.load('nonlinear_ica', ...); got {getattr(ds, 'name', type(ds).__name__)!r}."
+        )
+    per = ds.info["settings"]["points_per_segment"]
+    if isinstance(heldout_per_segment, bool) or not isinstance(heldout_per_segment, numbers.Integral) or not (
+        1 <= heldout_per_segment < per
+    ):
+        raise ValueError(
+            f"`heldout_per_segment` must be an integer in [1, {per}) (the data set has {per} points per segment, "
+            f"and each segment needs training and held-out points); got {heldout_per_segment!r}."
+        )
+    position = np.arange(len(ds.data["u"])) % per
+    keep = position < per - heldout_per_segment
+    x = np.asarray(ds.data["x"], dtype=np.float64)
+    scaler = Standardiser(x[keep])
+    x = scaler.to_std(x).astype(np.float32)
+    parts = []
+    for rows in (keep, ~keep):
+        parts.append({"x": x[rows], "u": np.asarray(ds.data["u"])[rows], "z": np.asarray(ds.truth["z"])[rows]})
+    return parts[0], parts[1], {"x_mean": scaler.mean, "x_sd": scaler.sd}

@@ -60,7 +60,8 @@ from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
 from ppzoo.models import Site
-from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models._checks import check_non_negative
+from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, encoder_network, make_entry, vae_core
 from ppzoo.models.vae import SITES as VAE_SITES
 
 __all__ = ["BetaTCVAEConfig", "beta_tcvae", "total_correlation", "entry", "SITES", "SMALLEST"]
@@ -89,7 +90,7 @@ class BetaTCVAEConfig(VAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative("BetaTCVAEConfig", "beta", self.beta, hint="beta = 1 is the plain VAE, e.g. beta=6.")
+        check_non_negative("BetaTCVAEConfig", "beta", self.beta, hint="beta = 1 is the plain VAE, e.g. beta=6.")
 
 
 def total_correlation(z: jax.Array, loc: jax.Array, scale: jax.Array, *, dataset_size: int) -> jax.Array:

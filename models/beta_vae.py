@@ -41,7 +41,8 @@ from typing import Any
 from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
-from ppzoo.models.vae import SITES, SMALLEST, VAEConfig, _non_negative, make_entry, vae_core, vae_guide
+from ppzoo.models._checks import check_non_negative
+from ppzoo.models.vae import SITES, SMALLEST, VAEConfig, make_entry, vae_core, vae_guide
 
 __all__ = ["BetaVAEConfig", "beta_vae", "beta_vae_guide", "latent_scale", "entry", "SITES", "SMALLEST"]
 
@@ -60,7 +61,7 @@ class BetaVAEConfig(VAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative("BetaVAEConfig", "beta", self.beta, strict=True, hint="beta = 1 is the plain VAE; beta > 1 favours disentangling, e.g. beta=4.")
+        check_non_negative("BetaVAEConfig", "beta", self.beta, strict=True, hint="beta = 1 is the plain VAE; beta > 1 favours disentangling, e.g. beta=4.")
 
 
 def latent_scale(config: BetaVAEConfig) -> float:

@@ -56,7 +56,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from ppzoo.models import Example, Site
-from ppzoo.models.lotka_volterra import _concrete, _positive, check_time_grid, solve_ode
+from ppzoo.models._checks import check_positive, is_concrete
+from ppzoo.models.lotka_volterra import check_time_grid, solve_ode
 
 __all__ = ["DampedPendulumConfig", "damped_pendulum", "pendulum_rhs", "entry", "SITES", "SMALLEST"]
 
@@ -112,7 +113,7 @@ class DampedPendulumConfig:
     mxstep: int = 10_000
 
     def __post_init__(self) -> None:
-        _positive(
+        check_positive(
             "DampedPendulumConfig",
             gravity_over_length_median=self.gravity_over_length_median,
             gravity_over_length_log_scale=self.gravity_over_length_log_scale,
@@ -135,7 +136,7 @@ def pendulum_rhs(t: Any, state: jax.Array, args: tuple) -> jax.Array:
 
 def _check(t: Any, y: Any) -> None:
     times = check_time_grid("t", "damped_pendulum", t, min_size=2)
-    if _concrete(y):
+    if is_concrete(y):
         array = np.asarray(y, dtype=np.float64)
         if array.shape != times.shape:
             raise ValueError(
@@ -165,7 +166,7 @@ def damped_pendulum(t: Any, y: Any = None, *, config: DampedPendulumConfig = Dam
     ValueError
         If ``t`` is not 1-D, finite and strictly increasing, or ``y`` has the wrong shape or NaN.
     """
-    if _concrete(t):
+    if is_concrete(t):
         _check(t, y)
     t = jnp.asarray(t).astype(jnp.result_type(float))
     gravity_over_length = numpyro.sample(

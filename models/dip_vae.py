@@ -50,7 +50,8 @@ from numpy.typing import ArrayLike
 
 from ppzoo.models import ZooModel
 from ppzoo.models import Site
-from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, _non_negative, encoder_network, make_entry, vae_core
+from ppzoo.models._checks import check_non_negative
+from ppzoo.models.vae import ENCODER_IN_MODEL, SMALLEST, VAEConfig, encoder_network, make_entry, vae_core
 from ppzoo.models.vae import SITES as VAE_SITES
 
 __all__ = [
@@ -91,8 +92,8 @@ class DIPVAEIConfig(VAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        _non_negative(name, "lambda_od", self.lambda_od, hint="e.g. lambda_od=10.")
-        _non_negative(name, "lambda_d_factor", self.lambda_d_factor, hint="e.g. lambda_d_factor=10 (type I) or 1 (type II).")
+        check_non_negative(name, "lambda_od", self.lambda_od, hint="e.g. lambda_od=10.")
+        check_non_negative(name, "lambda_d_factor", self.lambda_d_factor, hint="e.g. lambda_d_factor=10 (type I) or 1 (type II).")
 
     @property
     def lambda_d(self) -> float:

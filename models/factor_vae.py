@@ -66,8 +66,9 @@ from numpyro import handlers
 from ppzoo import nn
 from ppzoo.extensions import SVIExtension
 from ppzoo.models import Site, ZooModel
+from ppzoo.models._checks import check_non_negative
 from ppzoo.models.vae import SMALLEST as VAE_SMALLEST
-from ppzoo.models.vae import VAEConfig, _non_negative, make_entry, vae_core, vae_guide
+from ppzoo.models.vae import VAEConfig, make_entry, vae_core, vae_guide
 from ppzoo.models.vae import SITES as VAE_SITES
 
 __all__ = [
@@ -116,7 +117,7 @@ class FactorVAEConfig(VAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative("FactorVAEConfig", "gamma", self.gamma, hint="gamma = 0 is the plain VAE, e.g. gamma=10.")
+        check_non_negative("FactorVAEConfig", "gamma", self.gamma, hint="gamma = 0 is the plain VAE, e.g. gamma=10.")
         hidden = self.discriminator_hidden
         if isinstance(hidden, list):
             hidden = tuple(hidden)
@@ -128,7 +129,7 @@ class FactorVAEConfig(VAEConfig):
                 f"FactorVAEConfig.discriminator_hidden must be a non-empty tuple of positive integers, e.g. (1000,) * 6; "
                 f"got {self.discriminator_hidden!r}."
             )
-        _non_negative("FactorVAEConfig", "discriminator_learning_rate", self.discriminator_learning_rate, strict=True)
+        check_non_negative("FactorVAEConfig", "discriminator_learning_rate", self.discriminator_learning_rate, strict=True)
 
 
 class DiscriminatorState(NamedTuple):

@@ -30,10 +30,10 @@ latent site. With as many observed dimensions as sources (``D == K``) the noise 
 through the sources' non-Gaussianity, and each source sits in a funnel with it: as ``sigma -> 0`` the
 likelihood pins ``z_n`` to ``A^{-1} x_n``. On 3 sources seen in 3 dimensions (2000 points, true noise 0.1)
 NUTS gave 0.197 +- 0.028 and BlackJAX 0.179 +- 0.024 with r_hat 1.52 / 1.60, SVI 0.188 +- 0.002; SBC on
-2 x 2 data piles the noise-scale ranks at 0 (``ppzoo.checks._ica_data``). Extra observed dimensions identify
-the noise, but with small noise the mixing is pinned to ~``sigma / sqrt(N)`` given the sources while its
-rotation within the span moves ~10x more, and only when all ``N K`` sources move with it: 4 NUTS chains x
-500 + 500 on 3 sources in 4 dimensions still had r_hat 10.7 (trees of 128-255 steps).
+2 x 2 data piles the noise-scale ranks at 0 (see ``ppzoo check ica``'s setup in ``ppzoo.cli.CHECK_SETUPS``).
+Extra observed dimensions identify the noise, but with small noise the mixing is pinned to ~``sigma / sqrt(N)``
+given the sources while its rotation within the span moves ~10x more, and only when all ``N K`` sources move
+with it: 4 NUTS chains x 500 + 500 on 3 sources in 4 dimensions still had r_hat 10.7 (trees of 128-255 steps).
 
 ``"off_span"`` puts the noise only off the mixing's column space, so that ``z_n = A^+ x_n`` exactly and the
 likelihood is in closed form (:class:`OffSpanICA`): the noiseless ICA likelihood (MacKay 1996) of the

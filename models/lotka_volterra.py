@@ -61,6 +61,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ppzoo.models import Example, Site, check_finite_number
+from ppzoo.models._checks import check_positive, is_concrete
 
 __all__ = [
     "LotkaVolterraConfig",
@@ -147,22 +148,12 @@ def check_time_grid(name: str, model: str, t: Any, *, after: float | None = None
     return t
 
 
-def _concrete(value: Any) -> bool:
-    return value is not None and not isinstance(value, jax.core.Tracer)
-
-
 def _positive_tuple(owner: str, name: str, value: Any, size: int) -> None:
     if not isinstance(value, tuple) or len(value) != size:
         raise ValueError(f"{owner}.{name} must be a tuple of {size} numbers; got {value!r}.")
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
             raise ValueError(f"{owner}.{name} must hold positive finite numbers; got {value!r}.")
-
-
-def _positive(owner: str, **values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{owner}.{name} must be a positive finite number; got {value!r}.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -201,7 +192,7 @@ class LotkaVolterraConfig:
         owner = "LotkaVolterraConfig"
         _positive_tuple(owner, "theta_loc", self.theta_loc, 4)
         _positive_tuple(owner, "theta_scale", self.theta_scale, 4)
-        _positive(owner, init_median=self.init_median, init_log_scale=self.init_log_scale,
+        check_positive(owner, init_median=self.init_median, init_log_scale=self.init_log_scale,
                   noise_log_scale=self.noise_log_scale, rtol=self.rtol, atol=self.atol)
         check_finite_number(owner, "noise_log_median", self.noise_log_median)
         if isinstance(self.mxstep, bool) or not isinstance(self.mxstep, int) or self.mxstep < 1:
@@ -230,9 +221,9 @@ def _check_observation(name: str, value: Any, shape: tuple[int, ...]) -> None:
 
 def _check(ts: Any, y_init: Any, y: Any) -> None:
     t = check_time_grid("ts", "lotka_volterra", ts, after=0.0)
-    if _concrete(y_init):
+    if is_concrete(y_init):
         _check_observation("y_init", y_init, (2,))
-    if _concrete(y):
+    if is_concrete(y):
         _check_observation("y", y, (t.size, 2))
 
 
@@ -260,7 +251,7 @@ def lotka_volterra(
         If ``ts`` is not 1-D, finite, strictly increasing and positive, or the measurements have the wrong
         shape, NaN or non-positive values.
     """
-    if _concrete(ts):
+    if is_concrete(ts):
         _check(ts, y_init, y)
     ts = jnp.asarray(ts).astype(jnp.result_type(float))
     loc, scale = jnp.asarray(config.theta_loc), jnp.asarray(config.theta_scale)

@@ -54,7 +54,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from ppzoo.models import Example, Site
-from ppzoo.models.lotka_volterra import _concrete, _positive, check_time_grid, solve_ode
+from ppzoo.models._checks import check_positive, is_concrete
+from ppzoo.models.lotka_volterra import check_time_grid, solve_ode
 
 __all__ = ["OneCompartmentConfig", "one_compartment", "one_compartment_rhs", "entry", "SITES", "SMALLEST"]
 
@@ -108,7 +109,7 @@ class OneCompartmentConfig:
 
     def __post_init__(self) -> None:
         owner = "OneCompartmentConfig"
-        _positive(owner, dose=self.dose, volume=self.volume, prior_scale=self.prior_scale, rtol=self.rtol,
+        check_positive(owner, dose=self.dose, volume=self.volume, prior_scale=self.prior_scale, rtol=self.rtol,
                   atol=self.atol)
         if isinstance(self.t0, bool) or not isinstance(self.t0, (int, float)) or not np.isfinite(self.t0):
             raise ValueError(f"{owner}.t0 must be a finite number; got {self.t0!r}.")
@@ -125,7 +126,7 @@ def one_compartment_rhs(t: Any, c: jax.Array, args: tuple) -> jax.Array:
 
 def _check(times: Any, y: Any, config: OneCompartmentConfig) -> None:
     t = check_time_grid("times", "one_compartment", times, after=config.t0)
-    if _concrete(y):
+    if is_concrete(y):
         array = np.asarray(y, dtype=np.float64)
         if array.shape != t.shape:
             raise ValueError(
@@ -160,7 +161,7 @@ def one_compartment(times: Any, y: Any = None, *, config: OneCompartmentConfig =
         If ``times`` is not 1-D, finite, strictly increasing and after ``t0``, or ``y`` has the wrong
         shape, NaN or non-positive values.
     """
-    if _concrete(times):
+    if is_concrete(times):
         _check(times, y, config)
     times = jnp.asarray(times).astype(jnp.result_type(float))
     k_a = numpyro.sample("k_a", dist.HalfCauchy(config.prior_scale))

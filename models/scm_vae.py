@@ -59,6 +59,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ppzoo import nn
+from ppzoo.graphs import topological_order
 from ppzoo.models import Site, ZooModel, make_config
 from ppzoo.models.causal_vae import SITES as CAUSAL_VAE_SITES
 from ppzoo.models.causal_vae import SMALLEST as CAUSAL_VAE_SMALLEST
@@ -96,32 +97,12 @@ PENDULUM_GRAPH: tuple[tuple[str, str], ...] = (
 )
 
 
-def _topological_order(concepts: tuple[str, ...], edges: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    parents = {c: [a for a, b in edges if b == c] for c in concepts}
-    order: list[str] = []
-    remaining = list(concepts)
-    while remaining:
-        ready = [c for c in remaining if all(p in order for p in parents[c])]
-        if not ready:
-            cycle = _find_cycle(remaining, parents)
-            raise ValueError(
-                f"SCMVAEConfig.graph has a cycle ({' -> '.join(cycle)}); the structural causal model must be a "
-                "directed acyclic graph. Remove one of these edges."
-            )
-        order.extend(ready)
-        remaining = [c for c in remaining if c not in ready]
-    return tuple(order)
-
-
-def _find_cycle(nodes: list[str], parents: dict[str, list[str]]) -> list[str]:
-    # Walk parents from any remaining node until a node repeats: every remaining node has a remaining parent.
-    path = [nodes[0]]
-    while True:
-        nxt = next(p for p in parents[path[-1]] if p in nodes)
-        if nxt in path:
-            cycle = path[path.index(nxt) :] + [nxt]
-            return cycle[::-1]
-        path.append(nxt)
+def _generation_order(concepts: tuple[str, ...], edges: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """``ppzoo.graphs.topological_order`` of the concepts, its errors naming ``SCMVAEConfig.graph``."""
+    try:
+        return topological_order(concepts, edges)
+    except ValueError as error:
+        raise ValueError(f"SCMVAEConfig.graph: {error}") from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -155,7 +136,7 @@ class SCMVAEConfig(LatentSCMConfig):
         loops = [a for a, b in edges if a == b]
         if loops:
             raise ValueError(f"SCMVAEConfig.graph has a self-loop on {loops[0]!r} ({loops[0]} -> {loops[0]}), a cycle; remove it.")
-        _topological_order(self.concepts, edges)
+        _generation_order(self.concepts, edges)
         hidden = tuple(self.mechanism_hidden) if isinstance(self.mechanism_hidden, (list, tuple)) else self.mechanism_hidden
         if not isinstance(hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
             raise ValueError(f"SCMVAEConfig.mechanism_hidden must be a tuple of positive integers, e.g. (32, 32); got {self.mechanism_hidden!r}.")
@@ -164,7 +145,7 @@ class SCMVAEConfig(LatentSCMConfig):
     @property
     def order(self) -> tuple[str, ...]:
         """The concepts in the topological order in which they are generated."""
-        return _topological_order(self.concepts, self.graph)
+        return _generation_order(self.concepts, self.graph)
 
     def parents(self, concept: str) -> tuple[str, ...]:
         """The given parents of a concept, in concept order."""

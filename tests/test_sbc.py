@@ -47,7 +47,7 @@ def test_blackjax_calibrated_on_small_ica():
     scalar, so the chi-square test of binned ranks is itself the 1% test. 100 simulations: about 45 s of CPU
     on 2 cores (NumPyro NUTS passes the same check, p = 0.44 at 200 simulations, but takes longer; it is run
     by ``ppzoo check ica``). Square ICA (2 observed dimensions) fails this test for both engines
-    (noise-scale funnel, see ppzoo.checks._ica_data).
+    (noise-scale funnel, see the ICA check setup in ppzoo.cli.CHECK_SETUPS).
     """
     setup = CHECK_SETUPS["ica"]
     model = ppzoo.models.get("ica", **setup.config)

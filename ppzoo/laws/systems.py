@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import solve_ivp
 
-from ppzoo.data._dataset import Dataset
+from ppzoo.data import Dataset
 
 __all__ = ["damped_pendulum", "lotka_volterra", "lorenz", "equation_names"]
 

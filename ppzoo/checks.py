@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from ppzoo import inference
 from ppzoo.fit import Fit
 from ppzoo.page import Section, figure_or_error
 
@@ -604,9 +605,9 @@ AGREE_MAX_MEAN_SHIFT = 0.3
 
 
 def is_mcmc(fit: Fit) -> bool:
-    """Markov chain draws (NUTS, BlackJAX) rather than draws from an approximation fitted by optimising a
-    loss (SVI's ELBO; its losses are kept on the fit)."""
-    return fit.losses is None
+    """Whether the fit's draws are Markov chains (judged by R-hat and ESS), as its engine's record says
+    (:attr:`ppzoo.inference.Engine.is_mcmc`), rather than independent draws from a fitted approximation."""
+    return inference.get(fit.engine).is_mcmc
 
 
 def _per_datum_sites(fit: Fit) -> set[str]:

@@ -21,7 +21,8 @@ from typing import Any
 
 from ppzoo.case_study_registry import CASE_STUDIES, available_case_studies, case_study_module, case_study_summary
 
-__all__ = ["main", "CASE_STUDIES", "CHECK_SETUPS", "CheckSetup", "run_check", "check_main"]
+__all__ = ["main", "CASE_STUDIES", "CHECK_SETUPS", "CHECK_OPTIONS", "CheckSetup", "engine_options", "run_check",
+           "check_main"]
 
 
 def _models(_: argparse.Namespace) -> int:
@@ -107,6 +108,35 @@ def _sweep(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- ppzoo check
 
 
+#: Engine settings of a check, for every engine: each engine takes the ones its options class has (MCMC
+#: engines the warmup and draws, SVI the steps and learning rate). Long enough for the small check data.
+CHECK_OPTIONS: Mapping[str, Any] = {"num_warmup": 300, "num_samples": 300, "steps": 2000, "learning_rate": 1e-2}
+
+
+def engine_options(engine: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings in ``options`` that ``engine``'s options class has (its :class:`ppzoo.inference.Options`
+    fields), so that one mapping can set up every engine of a check.
+
+    Raises
+    ------
+    ValueError
+        An unknown engine (listing the valid ones), or a setting that no registered engine has (a misspelling
+        would otherwise be dropped silently).
+    """
+    from ppzoo import inference
+
+    record = inference.get(engine)
+    known = {name for n in inference.names() for name in inference.get(n).options.valid_names()}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"Check setting(s) {', '.join(map(repr, unknown))} are options of no engine. "
+            f"Engine options: {', '.join(sorted(known))}."
+        )
+    fields = set(record.options.valid_names())
+    return {k: v for k, v in options.items() if k in fields}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CheckSetup:
     """How ``ppzoo check`` exercises a zoo model: data to fit, SBC's settings, engine options.
@@ -122,16 +152,20 @@ class CheckSetup:
         Model config overrides for the check (small sizes).
     sbc_var_names : tuple of str or None
         Sites to rank (symmetry-invariant ones for models with symmetric modes).
-    nuts, svi : mapping
-        Engine options for the fit and for every SBC simulation.
+    options : mapping
+        Engine settings for the fit and for every SBC simulation, over :data:`CHECK_OPTIONS`; each engine
+        takes those its options class has (:func:`engine_options`).
     """
 
     data: Callable[[int], tuple[dict[str, Any], dict[str, Any] | None]]
     sbc_data: Callable[[int], dict[str, Any]]
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sbc_var_names: tuple[str, ...] | None = None
-    nuts: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"num_warmup": 300, "num_samples": 300})
-    svi: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"steps": 2000, "learning_rate": 1e-2})
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def options_for(self, engine: str) -> dict[str, Any]:
+        """The settings ``engine`` runs with in this check (:data:`CHECK_OPTIONS` updated by ``options``)."""
+        return engine_options(engine, {**CHECK_OPTIONS, **self.options})
 
 
 def _ica_data(seed: int, num_data: int = 200):
@@ -154,13 +188,13 @@ CHECK_SETUPS: dict[str, CheckSetup] = {
         sbc_data=lambda seed: _ica_data(seed, num_data=50)[0],
         config={"num_sources": 2},
         sbc_var_names=("noise_scale",),
-        svi={"steps": 1500, "learning_rate": 2e-2},
+        options={"steps": 1500, "learning_rate": 2e-2},
     ),
 }
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    from ppzoo.inference import ENGINES
+    from ppzoo import inference
 
     parser = argparse.ArgumentParser(
         prog="ppzoo check",
@@ -168,18 +202,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "or a posteriordb reference, and write its report with a 'Closed loop' section.",
     )
     parser.add_argument("name", help="zoo model with a check setup, or a posteriordb reference name")
-    parser.add_argument("--engines", default="nuts,blackjax,svi", help="comma-separated engines (default all three)")
+    parser.add_argument("--engines", default=",".join(inference.names()),
+                        help=f"comma-separated engines (default all registered: {','.join(inference.names())})")
     parser.add_argument("--num-simulations", type=int, default=100, help="SBC simulations per engine (0: skip SBC)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="report folder (default reports/check-NAME)")
-    parser.add_argument("--num-warmup", type=int, default=None, help="NUTS/BlackJAX warmup per chain")
-    parser.add_argument("--num-samples", type=int, default=None, help="NUTS/BlackJAX draws per chain")
-    parser.add_argument("--steps", type=int, default=None, help="SVI steps")
+    parser.add_argument("--num-warmup", type=int, default=None, help="warmup per chain (engines with num_warmup)")
+    parser.add_argument("--num-samples", type=int, default=None, help="draws per chain (engines with num_samples)")
+    parser.add_argument("--steps", type=int, default=None, help="optimisation steps (engines with steps)")
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = sorted(set(args.engines) - set(ENGINES))
+    unknown = sorted(set(args.engines) - set(inference.names()))
     if unknown:
-        parser.error(f"unknown engine(s) {unknown}; valid: {', '.join(ENGINES)}")
+        parser.error(f"unknown engine(s) {unknown}; valid: {', '.join(inference.names())}")
     if args.num_simulations < 0:
         parser.error(f"--num-simulations must be >= 0; got {args.num_simulations}")
     return args
@@ -211,18 +246,17 @@ def run_check(args: argparse.Namespace) -> Path:
         model = ppzoo.models.get(args.name, **setup.config)
         data, truth = setup.data(args.seed)
         sbc_data, var_names, reference = setup.sbc_data(args.seed), setup.sbc_var_names, None
-        options = {"svi": dict(setup.svi), "nuts": dict(setup.nuts), "blackjax": dict(setup.nuts)}
+        settings = {**CHECK_OPTIONS, **setup.options}
     else:
         reference = load_reference(args.name)
         model, data, truth = reference.model, reference.data, None
         sbc_data, var_names = data, None
-        nuts = {"num_warmup": 500, "num_samples": 500, "target_accept_prob": reference.target_accept_prob}
-        options = {"svi": {"steps": 5000, "learning_rate": 1e-2, "guide": "auto_mvn"}, "nuts": nuts, "blackjax": nuts}
-    overrides = {"num_warmup": args.num_warmup, "num_samples": args.num_samples}
-    for engine in ("nuts", "blackjax"):
-        options[engine] = {**options[engine], **{k: v for k, v in overrides.items() if v is not None}}
-    if args.steps is not None:
-        options["svi"] = {**options["svi"], "steps": args.steps}
+        # Stan's reference posteriors: MCMC at their adapt_delta, optimisation with a full-rank guide.
+        settings = {"num_warmup": 500, "num_samples": 500, "target_accept_prob": reference.target_accept_prob,
+                    "steps": 5000, "learning_rate": 1e-2, "guide": "auto_mvn"}
+    overrides = {"num_warmup": args.num_warmup, "num_samples": args.num_samples, "steps": args.steps}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    options = {engine: engine_options(engine, settings) for engine in args.engines}
     for engine in args.engines:
         print(f"[check {args.name}] fit with {engine} ...", flush=True)
         fit = ppzoo.fit(model, data, engine=engine, seed=args.seed, **options[engine])

@@ -183,3 +183,17 @@ def test_count_data_get_a_rootogram_and_no_warnings():
     assert [str(w.message)[:80] for w in caught] == []
     captions = [caption for check in results.values() for caption, _ in check.figures]
     assert any("rootogram" in c for c in captions), captions
+
+
+def test_is_mcmc_asks_the_engine_record(small_fit, monkeypatch):
+    """Whether a fit is judged by R-hat and ESS is its engine record's answer, not a guess from the fit
+    (a NUTS fit has no losses; an engine registered as not MCMC gets no convergence check either way)."""
+    import dataclasses
+
+    from ppzoo import inference
+    from ppzoo.checks import is_mcmc
+
+    assert is_mcmc(small_fit) and small_fit.losses is None
+    iid = dataclasses.replace(inference.get("nuts"), name="nuts_as_iid", is_mcmc=False)
+    monkeypatch.setitem(inference.ENGINES, iid.name, iid)
+    assert not is_mcmc(dataclasses.replace(small_fit, engine=iid.name))

@@ -104,3 +104,30 @@ def test_check_command_on_a_reference_posterior(tmp_path, capsys, monkeypatch):
     strip = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
     assert len(table) == int((strip["kind"] == "check").sum())
     assert printed.count("LOO (nuts):") == 1
+
+
+def test_check_options_come_from_each_engines_options_class(monkeypatch):
+    """ppzoo check sets up every engine from one mapping of settings: each engine takes the fields its options
+    class has, so an engine registered later is set up without the check naming it."""
+    import dataclasses
+
+    from ppzoo import inference
+    from ppzoo.cli import CHECK_SETUPS, engine_options
+
+    settings = {"num_warmup": 300, "num_samples": 200, "target_accept_prob": 0.9, "steps": 1500, "guide": "auto_mvn"}
+    assert engine_options("nuts", settings) == {"num_warmup": 300, "num_samples": 200, "target_accept_prob": 0.9}
+    assert engine_options("blackjax", settings) == engine_options("nuts", settings)
+    assert engine_options("svi", settings) == {"steps": 1500, "guide": "auto_mvn"}
+    assert CHECK_SETUPS["ica"].options_for("svi") == {"steps": 1500, "learning_rate": 2e-2}
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class DrawOptions(inference.Options):
+        num_samples: int = 100
+
+    draws = dataclasses.replace(inference.get("nuts"), name="draws_only", options=DrawOptions)
+    monkeypatch.setitem(inference.ENGINES, draws.name, draws)
+    assert engine_options("draws_only", settings) == {"num_samples": 200}
+    with pytest.raises(ValueError, match=r"'num_warmpu' are options of no engine. Engine options: .*num_warmup"):
+        engine_options("nuts", {"num_warmpu": 300})
+    with pytest.raises(ValueError, match="Unknown engine 'hmc'"):
+        engine_options("hmc", settings)

@@ -52,7 +52,7 @@ def test_blackjax_calibrated_on_small_ica():
     setup = CHECK_SETUPS["ica"]
     model = ppzoo.models.get("ica", **setup.config)
     result = ppzoo.sbc(model, setup.sbc_data(0), engine="blackjax", num_simulations=100, seed=3,
-                       var_names=list(setup.sbc_var_names), **setup.nuts)
+                       var_names=list(setup.sbc_var_names), **setup.options_for("blackjax"))
     assert result.passed, result.table
     assert list(result.table.index) == ["noise_scale"]
 

@@ -530,8 +530,9 @@ def fit(
         Any NumPyro model function, a zoo model (``ppzoo.models.get("ica")``) or a zoo name.
     data : mapping
         The model's keyword arguments: observed arrays named after their sites, and settings.
-    engine : {"svi", "nuts", "blackjax"}
-        The inference engine.
+    engine : str
+        The inference engine: a name in ``ppzoo.inference.names()`` (``"svi"``, ``"nuts"``, ``"blackjax"``
+        and any engine registered since).
     seed : int or jax key
         Where the run's randomness starts.
     params : mapping, optional

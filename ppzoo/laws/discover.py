@@ -430,7 +430,7 @@ def discover(
     states: ArrayLike,
     *,
     library: Library,
-    engine: Literal["nuts", "blackjax", "svi"] = "nuts",
+    engine: str = "nuts",
     derivatives: ArrayLike | None = None,
     seed: int = 0,
     derivative_method: Literal["spline", "savgol", "finite_difference"] = "spline",
@@ -452,8 +452,9 @@ def discover(
         Observed (noisy) states, ``(num_times, state_dim)``.
     library : Library
         Candidate terms, e.g. ``polynomial(degree=2)`` or ``polynomial(degree=1) + trig()``.
-    engine : {"nuts", "blackjax", "svi"}, default "nuts"
-        Inference engine of :func:`ppzoo.fit`.
+    engine : str, default "nuts"
+        Inference engine of :func:`ppzoo.fit`: a name in ``ppzoo.inference.names()`` (``"nuts"``,
+        ``"blackjax"``, ``"svi"`` and any engine registered since).
     derivatives : ArrayLike, optional
         Known ``dx/dt`` at ``t`` (same shape as ``states``); then the states are used unsmoothed.
     seed : int, default 0

@@ -55,14 +55,16 @@ import pandas as pd
 
 import ppzoo
 from ppzoo.amortization import amortization_gap
+from ppzoo.case_studies.command import main_for
 from ppzoo.checks import closed_loop_section, convergence_diagnostics, mark_unconverged, posterior_collapse
 from ppzoo.claims import ordering_claim
+from ppzoo.data.nonlinear_ica import split_heldout
 from ppzoo.metrics import match_components, mcc
 from ppzoo.models.ivae import encode, prior_log_variance
 from ppzoo.report import ESS_MIN, RHAT_MAX, Claim, Section, rst_to_html
 from ppzoo.results import write_results
 
-__all__ = ["main", "parse_args", "run", "Settings", "SMALL", "FULL", "split_heldout", "fit_methods"]
+__all__ = ["main", "parse_args", "run", "Settings", "SMALL", "FULL", "fit_methods"]
 
 METHODS = ("iVAE", "VAE", "linear ICA", "FastICA")
 MCC_SECTION = "MCC: iVAE, VAE, linear ICA, FastICA"
@@ -221,26 +223,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------- data
 
 
-def split_heldout(ds: Any, heldout_per_segment: int) -> tuple[dict, dict, dict]:
-    """Split a ``nonlinear_ica`` data set into training and held-out points within every segment.
-
-    The last ``heldout_per_segment`` points of each segment are held out; observations are standardized
-    with the training mean and sd (both parts). Returns ``(train, test, info)`` where ``train`` and ``test``
-    hold ``x``, ``u`` and the true sources ``z``.
-    """
-    settings = ds.info["settings"]
-    per = settings["points_per_segment"]
-    position = np.arange(len(ds.data["u"])) % per
-    keep = position < per - heldout_per_segment
-    x = np.asarray(ds.data["x"], dtype=np.float64)
-    mean, sd = x[keep].mean(0), x[keep].std(0)
-    x = ((x - mean) / sd).astype(np.float32)
-    parts = []
-    for rows in (keep, ~keep):
-        parts.append({"x": x[rows], "u": np.asarray(ds.data["u"])[rows], "z": np.asarray(ds.truth["z"])[rows]})
-    return parts[0], parts[1], {"x_mean": mean, "x_sd": sd}
-
-
 def _load(s: Settings, *, num_segments: int, num_layers: int, seed: int) -> tuple[dict, dict, Any]:
     ds = ppzoo.data.load(
         "nonlinear_ica",
@@ -302,8 +284,8 @@ def fit_methods(
                 fit = ppzoo.fit(model, data, engine="svi", seed=seed, steps=s.steps,
                                 learning_rate=s.learning_rate, num_draws=20)
             fits[method] = fit
-            scores[method] = _scores(encode(fit, train["x"], train["u"])[0], encode(fit, test["x"], test["u"])[0],
-                                     train, test)
+            scores[method] = _scores(encode(fit.model, fit.params, train["x"], train["u"])[0],
+                                     encode(fit.model, fit.params, test["x"], test["u"])[0], train, test)
         elif method == "linear ICA":
             fit = ppzoo.fit(ppzoo.models.get("ica", num_sources=s.num_sources), {"x": train["x"]}, engine="svi",
                             seed=seed, steps=s.ica_steps, learning_rate=0.02, num_draws=20)
@@ -545,12 +527,12 @@ def _collapse_section(ivae_fit: Any, vae_fit: Any, train: dict, seed: int) -> Se
 
     The iVAE's KL per dimension is against its own conditional prior p(z | u) (learned variances per segment,
     zero means unless ``prior_mean``), the VAE's against N(0, I)."""
-    mean, sd = encode(ivae_fit, train["x"], train["u"])
+    mean, sd = encode(ivae_fit.model, ivae_fit.params, train["x"], train["u"])
     scale = 1.0
     if not ivae_fit.model.config.prior_mean:
         scale = np.exp(0.5 * prior_log_variance(ivae_fit))[np.asarray(train["u"])]
     checks = [posterior_collapse(mean, sd, label="iVAE", prior_scale=scale),
-              posterior_collapse(*encode(vae_fit, train["x"], train["u"]), label="VAE")]
+              posterior_collapse(*encode(vae_fit.model, vae_fit.params, train["x"], train["u"]), label="VAE")]
     section = closed_loop_section(checks, title="Posterior collapse: active latent dimensions")
     section.text = (
         f"<p>Encoders on the {len(train['x'])} training points of seed {seed}: a latent dimension is active when the "
@@ -610,7 +592,7 @@ def run(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(seed0)
     chosen = np.sort(rng.choice(len(test["x"]), size=min(s.nuts_points, len(test["x"])), replace=False))
     held = {"x": test["x"][chosen], "u": test["u"][chosen]}
-    enc_mean, enc_sd = encode(ivae_fit, held["x"], held["u"])
+    enc_mean, enc_sd = encode(ivae_fit.model, ivae_fit.params, held["x"], held["u"])
     exact_model = ivae_fit.model.with_config(batch_size=None)
     mcmc_fits, gaps, diagnostics = {}, {}, {}
     for engine in s.mcmc_engines:
@@ -673,12 +655,12 @@ def run(args: argparse.Namespace) -> Path:
 
     linear = fits["linear ICA"]
     estimates = {
-        "iVAE": encode(ivae_fit, test["x"], test["u"])[0],
-        "VAE": encode(vae_fit, test["x"], test["u"])[0],
+        "iVAE": encode(ivae_fit.model, ivae_fit.params, test["x"], test["u"])[0],
+        "VAE": encode(vae_fit.model, vae_fit.params, test["x"], test["u"])[0],
         "linear ICA": test["x"] @ np.asarray(linear.params["unmixing"]).T + np.asarray(linear.params["source_offset"]),
     }
     learned = prior_log_variance(ivae_fit)
-    order, _ = match_components(encode(ivae_fit, train["x"], train["u"])[0], train["z"])
+    order, _ = match_components(encode(ivae_fit.model, ivae_fit.params, train["x"], train["u"])[0], train["z"])
     true_log_var = 2 * np.log(ds.truth["segment_scales"])
     prior_corr = [np.corrcoef(learned[:, order[j]], true_log_var[:, j])[0, 1] for j in range(s.num_sources)]
     prior_table = pd.DataFrame({"corr(learned, true) of the segment log-variances": prior_corr})
@@ -700,7 +682,7 @@ def run(args: argparse.Namespace) -> Path:
         figures=[("ELBO per SVI step of the iVAE and the VAE, every seed", _elbo_figure(curves))],
     ))
 
-    enc_all_mean, enc_all_sd = encode(ivae_fit, test["x"], test["u"])
+    enc_all_mean, enc_all_sd = encode(ivae_fit.model, ivae_fit.params, test["x"], test["u"])
     z_all = enc_all_mean[None] + enc_all_sd[None] * np.random.default_rng(2).standard_normal((10,) + enc_all_mean.shape)
     replicated = {
         "iVAE: x ~ p(x | z), z ~ q(z | x, u)": _predictive(ivae_fit, test["u"], 3, z=z_all.astype(np.float32)),
@@ -797,12 +779,7 @@ def run(args: argparse.Namespace) -> Path:
     return Path(out)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+main = main_for(parse_args, run)
 
 
 if __name__ == "__main__":

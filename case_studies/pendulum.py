@@ -54,15 +54,26 @@ import numpy as np
 import pandas as pd
 
 import ppzoo
+from ppzoo.case_studies.command import main_for
 from ppzoo.checks import convergence_check, mark_unconverged, max_r_hat
 from ppzoo.claims import ordering_claim
 from ppzoo.data.pendulum import OBJECTS
+from ppzoo.data.scaling import Standardiser
+from ppzoo.graphs import descendants, edges_from_adjacency
+from ppzoo.metrics.readout import FactorReader
 from ppzoo.models import beta_vae as beta_vae_module
-from ppzoo.models.causal_vae import decode, encode, learned_adjacency, learned_graph, structural_hamming_distance
+from ppzoo.models.causal_vae import (
+    acyclicity,
+    decode,
+    encode,
+    learned_adjacency,
+    learned_graph,
+    structural_hamming_distance,
+)
 from ppzoo.report import Claim, Section, rst_to_html
 from ppzoo.results import key, table_values, write_results
 
-__all__ = ["main", "parse_args", "run", "FactorReader", "study_claims", "effect_law_table"]
+__all__ = ["main", "parse_args", "run", "study_claims", "effect_law_table"]
 
 MODELS = ("causal_vae", "scm_vae", "beta_vae")
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -119,40 +130,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Reading factors off images
-# ---------------------------------------------------------------------------------------------------------
-
-
-class FactorReader:
-    """Ridge regression from pixels to the standardised factors, trained on simulator images."""
-
-    def __init__(self, images: np.ndarray, factors_std: np.ndarray, *, alpha: float = 1.0) -> None:
-        from sklearn.linear_model import Ridge
-
-        self.model = Ridge(alpha=alpha).fit(images.reshape(len(images), -1), factors_std)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.model.predict(np.asarray(images).reshape(len(images), -1))
-
-
-class Standardiser:
-    """Factor units <-> standardised units (training mean and sd)."""
-
-    def __init__(self, factors: np.ndarray) -> None:
-        self.mean, self.sd = factors.mean(0), factors.std(0)
-
-    def to_std(self, f: np.ndarray) -> np.ndarray:
-        return (f - self.mean) / self.sd
-
-    def to_units(self, s: np.ndarray) -> np.ndarray:
-        return s * self.sd + self.mean
-
-    def value_to_units(self, i: int, v: float) -> float:
-        """One standardised value of factor ``i`` in its units (e.g. a do() value for the simulator)."""
-        return float(v * self.sd[i] + self.mean[i])
-
-
-# ---------------------------------------------------------------------------------------------------------
 # A common interface to the three trained models: encode images, generate under do()
 # ---------------------------------------------------------------------------------------------------------
 
@@ -168,7 +145,7 @@ class CausalModel:
         return (len(self.concepts), self.fit.model.config.concept_dim)
 
     def abduct(self, images: np.ndarray) -> np.ndarray:
-        return encode(self.fit, images)[0]
+        return encode(self.fit.model, self.fit.params, images)[0]
 
     def prior(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.standard_normal((n, *self.latent_dim())).astype(np.float32)
@@ -256,7 +233,7 @@ class SimulatorModel:
 def _beta_encode(fit: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from ppzoo.models.vae import encode as vae_encode
 
-    return vae_encode(fit, _flat_rgb(images))
+    return vae_encode(fit.model, fit.params, _flat_rgb(images))
 
 
 def _flat_rgb(images: np.ndarray) -> np.ndarray:
@@ -300,17 +277,6 @@ def train(name: str, x: np.ndarray, u: np.ndarray, args: argparse.Namespace, see
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _descendants(graph: np.ndarray, i: int) -> set[int]:
-    out, frontier = set(), [i]
-    while frontier:
-        node = frontier.pop()
-        for child in np.flatnonzero(graph[node]):
-            if child not in out:
-                out.add(int(child))
-                frontier.append(int(child))
-    return out
-
-
 def _law(read_std: np.ndarray, scaler: Standardiser) -> np.ndarray:
     """The true shadow factors (standardised) from the angles read off the same images."""
     from ppzoo.data.pendulum import structural_effects
@@ -335,7 +301,7 @@ def intervention_scores(model: Any, reader: FactorReader, scaler: Standardiser, 
     target, effect, still = [], [], []
     moves = np.zeros((len(names), len(names)))
     for i, name in enumerate(names):
-        kids = _descendants(graph, i)
+        kids = _descendants(graph, names, i)
         others = [k for k in range(len(names)) if k != i and k not in kids]
         for v in values[:, i]:
             read = reader(model.generate(noise, {name: float(v)}))
@@ -343,9 +309,9 @@ def intervention_scores(model: Any, reader: FactorReader, scaler: Standardiser, 
             target.append(np.abs(read[:, i] - v))
             if kids:
                 law = _law(read, scaler)
-                effect.append(np.abs(read[:, sorted(kids)] - law[:, [k - 2 for k in sorted(kids)]]).ravel())
+                effect.append(np.abs(read[:, kids] - law[:, [k - 2 for k in kids]]).ravel())
             still.append(np.abs(read[:, others] - base[:, others]).ravel())
-    kids = {i: sorted(_descendants(graph, i)) for i in range(len(names))}
+    kids = {i: _descendants(graph, names, i) for i in range(len(names))}
     roots = [j for j in range(len(names)) if not graph[:, j].any()]
     return {
         "do_target_mae": float(np.mean(np.concatenate(target))),
@@ -374,7 +340,7 @@ def counterfactual_errors(images_under: Any, reader: FactorReader, ds: Any, scal
     roles: dict[str, list[np.ndarray]] = {"recon": [(recon - truth_std) ** 2], "target": [], "effect": [],
                                           "nondescendant": [], "direction": []}
     for i, name in enumerate(names):
-        kids = sorted(_descendants(graph, i))
+        kids = _descendants(graph, names, i)
         others = [k for k in range(len(names)) if k != i and k not in kids]
         for v in values[[1, 2, 3], i]:
             do_units = {name: scaler.value_to_units(i, v)}
@@ -673,7 +639,7 @@ def run(args: argparse.Namespace) -> Path:
         a = learned_adjacency(models["causal_vae"].fit)
         figures.insert(1, (f"Learned adjacency of CausalVAE (entries) against the true graph{first}",
                            adjacency_figure(graph, a, names)))
-        h = float(np.trace(_expm(a * a)) - len(names))
+        h = float(acyclicity(a))
         adjacency_text = (
             f"<p>CausalVAE's learned graph{first} (|A| &gt; {models['causal_vae'].fit.model.config.edge_threshold}): "
             f"{html.escape(_edges(learned_graph(models['causal_vae'].fit), names))}; true: {html.escape(_edges(graph, names))}. "
@@ -896,23 +862,17 @@ def _shown(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _expm(a: np.ndarray) -> np.ndarray:
-    from scipy.linalg import expm
-
-    return expm(a)
+def _descendants(graph: np.ndarray, names: Sequence[str], i: int) -> list[int]:
+    """Indices of the descendants of factor ``i`` in the graph (adjacency over ``names``), ascending."""
+    return [list(names).index(n) for n in descendants(names, graph, names[i])]
 
 
 def _edges(graph: np.ndarray, names: Sequence[str]) -> str:
-    edges = [f"{names[i]} -> {names[j]}" for i, j in zip(*np.nonzero(graph))]
+    edges = [f"{cause} -> {effect}" for cause, effect in edges_from_adjacency(graph, names)]
     return ", ".join(edges) if edges else "no edges"
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+main = main_for(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -636,11 +636,33 @@ def _generator_program(model: ZooModel, targets: tuple[str, ...]):
     return run
 
 
-def encode(fit: Any, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder means and sds of ``eps`` for any images, each ``(n, d, k)``, under a fitted causal VAE."""
+def encode(model: ZooModel | LatentSCMConfig, params: Mapping[str, Any], x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder means and sds of ``eps`` for any images, each ``(n, d, k)``, under a fitted causal VAE.
+
+    A pure function of the model (CausalVAE or SCM-VAE, ``fit.model``, or its config) and its fitted weights
+    (``fit.params``): ``encode(fit.model, fit.params, x)``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a causal VAE or its config.
+    ValueError
+        If ``params`` has no encoder weights.
+    """
+    config = getattr(model, "config", model)
+    if not isinstance(config, LatentSCMConfig):
+        raise TypeError(
+            "`model` must be a causal VAE (ppzoo.models.get('causal_vae' or 'scm_vae', ...), e.g. fit.model) or its "
+            f"config; got {getattr(model, 'name', type(model).__name__)!r}."
+        )
+    if not params or "encoder$params" not in params:
+        raise ValueError(
+            "`params` has no encoder weights ('encoder$params'): pass the params of the model's SVI fit, "
+            "e.g. encode(fit.model, fit.params, x)."
+        )
     x = jnp.asarray(x, dtype=jnp.float32)
-    run = _encoder_program(fit.model.config, tuple(int(s) for s in x.shape[1:]))
-    loc, scale = run({"encoder$params": fit.params["encoder$params"]}, x)
+    run = _encoder_program(config, tuple(int(s) for s in x.shape[1:]))
+    loc, scale = run({"encoder$params": params["encoder$params"]}, x)
     return np.asarray(loc), np.asarray(scale)
 
 

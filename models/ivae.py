@@ -436,13 +436,19 @@ def _fitted_config(fit: Any, *, need_encoder: bool = True) -> IVAEConfig:
     return config
 
 
-def encode(fit: Any, x: ArrayLike, u: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    model: ZooModel | IVAEConfig, params: Mapping[str, Any], x: ArrayLike, u: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Run a fitted iVAE's (or VAE's) encoder on any observations, e.g. held-out ones.
+
+    A pure function of the model and its weights: ``encode(fit.model, fit.params, x, u)``.
 
     Parameters
     ----------
-    fit : ppzoo.Fit
-        An SVI fit of ``ppzoo.models.get("ivae", ...)``.
+    model : ZooModel or IVAEConfig
+        The zoo model ``ppzoo.models.get("ivae", ...)`` that was fitted (``fit.model``), or its config.
+    params : Mapping
+        Its fitted weights (``fit.params`` of an SVI fit).
     x : ArrayLike
         Observations ``(n, num_observed)``.
     u : ArrayLike or None
@@ -456,18 +462,26 @@ def encode(fit: Any, x: ArrayLike, u: ArrayLike | None = None) -> tuple[np.ndarr
     Raises
     ------
     TypeError
-        If ``fit`` is not a fit of the zoo model ``ivae``.
+        If ``model`` is not the zoo model ``ivae`` or its config.
     ValueError
-        If ``fit`` has no encoder weights, or ``x``/``u`` do not fit the model (the checks of ``ppzoo.fit``).
+        If ``params`` has no encoder weights, or ``x``/``u`` do not fit the model (the checks of ``ppzoo.fit``).
     """
-    config = _fitted_config(fit)
-    if config.conditional_prior and config.num_segments is None:
-        config = dataclasses.replace(config, num_segments=int(np.max(fit.data["u"])) + 1)
+    config = getattr(model, "config", model)
+    if not isinstance(config, IVAEConfig):
+        raise TypeError(
+            "`model` must be the zoo model 'ivae' (ppzoo.models.get('ivae', ...), e.g. fit.model) or its IVAEConfig; "
+            f"got {getattr(model, 'name', type(model).__name__)!r}."
+        )
+    if not params or not any(k.startswith("encoder") for k in params):
+        raise ValueError(
+            "`params` has no encoder weights: pass the params of the iVAE's SVI fit (engine='svi'), "
+            "e.g. encode(fit.model, fit.params, x, u)."
+        )
     config = dataclasses.replace(config, batch_size=None)
     x = np.asarray(x, dtype=np.float32)
     data = {"x": x} if u is None else {"x": x, "u": np.asarray(u)}
     _check_data(data, config, warn_single_segment=False)  # encoding one segment is fine; fitting one is not
-    guide = handlers.substitute(partial(ivae_guide, config=config), data=fit.params)
+    guide = handlers.substitute(partial(ivae_guide, config=config), data=params)
     site = handlers.trace(handlers.seed(guide, jax.random.key(0))).get_trace(**data)["z"]
     fn = site["fn"]
     if isinstance(fn, dist.MultivariateNormal):  # encoder_covariance="full": the marginal sds

@@ -439,13 +439,19 @@ def decoder_function(
     return lambda z: run(weights, jnp.asarray(z, dtype=jnp.float32))
 
 
-def encode(fit: Any, x: ArrayLike, *, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    model: ZooModel | VAEConfig, params: Mapping[str, Any], x: ArrayLike, *, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Encoder means and standard deviations of any images under a fitted VAE-family model.
+
+    A pure function of the model and its weights: ``encode(fit.model, fit.params, x)``.
 
     Parameters
     ----------
-    fit : ppzoo.Fit
-        An SVI fit of a VAE-family zoo model (its ``params`` hold the encoder weights).
+    model : ZooModel or VAEConfig
+        A VAE-family zoo model (``fit.model``) or its config.
+    params : Mapping
+        Its fitted weights (``fit.params`` of an SVI fit); ``"encoder$params"`` is read.
     x : ArrayLike
         Images ``(n, height, width)``.
     batch_size : int
@@ -455,13 +461,24 @@ def encode(fit: Any, x: ArrayLike, *, batch_size: int = 1024) -> tuple[np.ndarra
     -------
     mean, sd : numpy.ndarray
         Each ``(n, latent_dim)``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a VAE-family model or config.
+    ValueError
+        If ``params`` has no encoder weights or ``x`` is not a stack of images.
     """
-    if not getattr(fit, "params", None) or "encoder$params" not in fit.params:
-        raise ValueError("`fit` has no encoder weights: pass the SVI fit (engine='svi') of a VAE-family model.")
+    config = _config_of(model)
+    if not params or "encoder$params" not in params:
+        raise ValueError(
+            "`params` has no encoder weights ('encoder$params'): pass the params of an SVI fit (engine='svi') of a "
+            "VAE-family model, e.g. encode(fit.model, fit.params, x)."
+        )
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"`x` must be images (n, height, width); got shape {x.shape}.")
-    run = encoder_function(fit.model, fit.params, x.shape[1:])
+    run = encoder_function(config, params, x.shape[1:])
     means, sds = [], []
     for start in range(0, len(x), batch_size):
         m, s = run(x[start : start + batch_size])

@@ -333,20 +333,22 @@ def test_factor_reader_scores_the_simulator_near_zero():
     Thresholds: about 1.5x the largest of three seeds for the mixed reader, 0.75x the smallest for the other.
     """
     from ppzoo.case_studies import pendulum as case
+    from ppzoo.data.scaling import Standardiser
+    from ppzoo.metrics.readout import FactorReader
 
     rng = np.random.default_rng(0)
     ds = ppzoo.data.load("pendulum", image_size=32, split="train")
     pick = rng.choice(len(ds.data["x"]), 1000, replace=False)
     x, factors = ds.data["x"][pick], ds.truth["factors"][pick]
-    scaler = case.Standardiser(factors)
+    scaler = Standardiser(factors)
     u = scaler.to_std(factors)
     shuffled = np.stack([rng.permutation(factors[:, j]) for j in range(4)], axis=1)
     values = np.quantile(u, case.QUANTILES, axis=0)
     simulator = case.SimulatorModel(ds, factors, ds.truth["effect_noise"][pick], scaler, ds.factor_names)
     readers = {
-        "mixed": case.FactorReader(np.concatenate([x, ds.observations_from_factors(shuffled)]),
-                                   np.concatenate([u, scaler.to_std(shuffled)])),
-        "observational": case.FactorReader(x, u),
+        "mixed": FactorReader(np.concatenate([x, ds.observations_from_factors(shuffled)]),
+                              np.concatenate([u, scaler.to_std(shuffled)])),
+        "observational": FactorReader(x, u),
     }
     scores = {name: case.intervention_scores(simulator, reader, scaler, ds.factor_names, ds.graph, values,
                                              np.random.default_rng(1), 64) for name, reader in readers.items()}

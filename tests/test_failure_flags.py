@@ -248,7 +248,7 @@ def test_a_huge_beta_collapses_the_encoder_and_the_check_says_so(digits, tmp_pat
     for name, model in (("vae", ppzoo.models.get("vae", **settings)),
                         ("beta_vae", ppzoo.models.get("beta_vae", beta=1000.0, **settings))):
         fit = ppzoo.fit(model, {"x": digits}, engine="svi", seed=0, steps=500, learning_rate=1e-2, num_draws=5)
-        checks[name] = posterior_collapse(*encode(fit, digits), label=name)
+        checks[name] = posterior_collapse(*encode(fit.model, fit.params, digits), label=name)
     collapsed, plain = checks["beta_vae"], checks["vae"]
     activity = collapsed.tables[0][1]["activity Var_x(E_q[z|x])"]
     assert collapsed.passed is False and (activity < ACTIVE_VARIANCE / 10).all(), collapsed.verdict

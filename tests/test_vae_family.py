@@ -71,7 +71,7 @@ def test_svi_fit_and_arviz_groups(fits, images, name):
     assert GROUPS <= set(tree.children)
     assert tree["posterior"]["z"].dims[:3] == ("chain", "draw", "data")
     assert tree["log_likelihood"]["x"].dims == ("chain", "draw", "data")
-    mean, sd = encode(fit, images)
+    mean, sd = encode(fit.model, fit.params, images)
     assert mean.shape == sd.shape == (len(images), 2) and np.all(sd > 0)
 
 

@@ -27,7 +27,7 @@ def _disentanglement(fit: Any, dataset: Any, *, max_points: int = 1000) -> dict[
 
     truth = dataset.truth
     factors = np.asarray(truth["factor_indices"] if "factor_indices" in truth else truth["factors"])
-    codes, _ = encode(fit, dataset.data["x"])
+    codes, _ = encode(fit.model, fit.params, dataset.data["x"])
     seed = fit.seed or 0
     rows = np.random.default_rng(seed).permutation(len(codes))[:max_points]
     d = dci(codes[rows], factors[rows], seed=seed)

@@ -317,9 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the zoo's models")
     run = sub.add_parser(
-        "run", help="run a case study and write its report", add_help=False,
+        "run", help="run a case study and write its report", add_help=False, allow_abbrev=False,
         description="Run a case study; options after the name go to the case study (ppzoo run ica --help).",
-    )
+    )  # allow_abbrev=False: a case study's own --cache must not be taken for --cache-dir
     run.add_argument("case", nargs="?", help="case study name")
     run.add_argument("--cache-dir", default=None, help="JAX compilation cache folder (default ~/.cache/ppzoo/jax)")
     sweep = sub.add_parser(

@@ -649,10 +649,14 @@ def _forest(labelled: Mapping[str, Fit], sites: Sequence[str], truth: Mapping[st
 
 
 def _readable(value: Any) -> str:
-    """A setting as a reader wants it: numbers rounded, ``<X object at 0x...>`` as ``X``."""
+    """A setting as a reader wants it: numbers rounded, ``<X object at 0x...>`` as ``X``, an optax optimizer
+    (a pair of closures) as what it is, a function by its name."""
     if isinstance(value, (float, np.floating)):
         return _fmt(value)
-    return re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(value))
+    if callable(getattr(value, "init", None)) and callable(getattr(value, "update", None)) and isinstance(value, tuple):
+        return f"optax {type(value).__name__}"
+    text = re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(value))
+    return re.sub(r"<function ([\w.<>]+) at 0x[0-9a-fA-F]+>", r"\1", text)
 
 
 def _settings_text(fit: Fit) -> str:

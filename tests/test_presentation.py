@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 from types import SimpleNamespace
 
 import arviz_base
@@ -20,7 +20,7 @@ from ppzoo.arviz import MAX_STORED_VALUES, STORED_STATS, write_datatree
 from ppzoo.checks import zero_based
 from ppzoo.fit import inspect_model
 
-report_module = sys.modules["ppzoo.report"]  # the attribute ppzoo.report is the function
+report_module = importlib.import_module("ppzoo.report")  # the attribute ppzoo.report is the function
 
 
 def _plate_model(x=None):
@@ -101,6 +101,12 @@ def test_settings_show_what_ran():
     assert "guide=AutoMultivariateNormal" in text and "object at 0x" not in text
     default = SimpleNamespace(engine="svi", model=conjugate_model, model_name="m", options={"guide": None})
     assert report_module._settings_text(default) == "guide=auto_normal (default)"
+    import optax
+
+    chained = SimpleNamespace(engine="svi", model=conjugate_model, model_name="m",
+                              options={"guide": None, "optimizer": optax.chain(optax.clip(1.0), optax.adam(1e-3))})
+    text = report_module._settings_text(chained)
+    assert "optimizer=optax GradientTransformation" in text and " at 0x" not in text, text
 
 
 def test_config_left_to_the_data_is_shown_with_the_shapes_that_ran():

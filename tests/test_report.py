@@ -59,9 +59,9 @@ def test_report_refuses_foreign_folder_and_replaces_its_own(ica_fits, tmp_path):
 
 
 def test_failed_report_leaves_nothing(ica_fits, tmp_path, monkeypatch):
-    import sys
+    import importlib
 
-    report_module = sys.modules["ppzoo.report"]  # the attribute ppzoo.report is the function
+    report_module = importlib.import_module("ppzoo.report")  # the attribute ppzoo.report is the function
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -530,7 +530,8 @@ def _collapse_section(ivae_fit: Any, vae_fit: Any, train: dict, seed: int) -> Se
     mean, sd = encode(ivae_fit.model, ivae_fit.params, train["x"], train["u"])
     scale = 1.0
     if not ivae_fit.model.config.prior_mean:
-        scale = np.exp(0.5 * prior_log_variance(ivae_fit))[np.asarray(train["u"])]
+        log_var = prior_log_variance(ivae_fit.model, ivae_fit.params, num_sources=train["x"].shape[1])
+        scale = np.exp(0.5 * log_var)[np.asarray(train["u"])]
     checks = [posterior_collapse(mean, sd, label="iVAE", prior_scale=scale),
               posterior_collapse(*encode(vae_fit.model, vae_fit.params, train["x"], train["u"]), label="VAE")]
     section = closed_loop_section(checks, title="Posterior collapse: active latent dimensions")
@@ -659,7 +660,7 @@ def run(args: argparse.Namespace) -> Path:
         "VAE": encode(vae_fit.model, vae_fit.params, test["x"], test["u"])[0],
         "linear ICA": test["x"] @ np.asarray(linear.params["unmixing"]).T + np.asarray(linear.params["source_offset"]),
     }
-    learned = prior_log_variance(ivae_fit)
+    learned = prior_log_variance(ivae_fit.model, ivae_fit.params, num_sources=train["x"].shape[1])
     order, _ = match_components(encode(ivae_fit.model, ivae_fit.params, train["x"], train["u"])[0], train["z"])
     true_log_var = 2 * np.log(ds.truth["segment_scales"])
     prior_corr = [np.corrcoef(learned[:, order[j]], true_log_var[:, j])[0, 1] for j in range(s.num_sources)]

@@ -151,7 +151,8 @@ class CausalModel:
         return rng.standard_normal((n, *self.latent_dim())).astype(np.float32)
 
     def generate(self, noise: np.ndarray, do: Mapping[str, float] | None = None) -> np.ndarray:
-        return decode(self.fit, noise, do=dict(do or {}))["x_mean"]
+        shape = np.shape(self.fit.data["x"])[1:]
+        return decode(self.fit.model, self.fit.params, noise, do=dict(do or {}), image_shape=shape)["x_mean"]
 
     def counterfactual(self, images: np.ndarray | None, do: Mapping[str, float], *, fit: Any = None,
                        method: str = "guide", num_samples: int = 8) -> np.ndarray:
@@ -557,7 +558,7 @@ def run(args: argparse.Namespace) -> Path:
               + ": scoring interventions and counterfactuals ...", flush=True)
         row: dict[str, Any] = {}
         if name == "causal_vae":
-            row["shd"] = structural_hamming_distance(learned_graph(m.fit), graph)
+            row["shd"] = structural_hamming_distance(learned_graph(m.fit.model, m.fit.params), graph)
             row["graph"] = "learned"
         elif name == "scm_vae":
             row["shd"] = structural_hamming_distance(m.fit.model.config.adjacency, graph)
@@ -636,13 +637,14 @@ def run(args: argparse.Namespace) -> Path:
     figures.append(("Training objective (SVI loss per image), one line per training seed", loss_figure(fits, len(x))))
     adjacency_text = ""
     if "causal_vae" in models:
-        a = learned_adjacency(models["causal_vae"].fit)
+        cvae = models["causal_vae"].fit
+        a = learned_adjacency(cvae.model, cvae.params)
         figures.insert(1, (f"Learned adjacency of CausalVAE (entries) against the true graph{first}",
                            adjacency_figure(graph, a, names)))
         h = float(acyclicity(a))
         adjacency_text = (
             f"<p>CausalVAE's learned graph{first} (|A| &gt; {models['causal_vae'].fit.model.config.edge_threshold}): "
-            f"{html.escape(_edges(learned_graph(models['causal_vae'].fit), names))}; true: {html.escape(_edges(graph, names))}. "
+            f"{html.escape(_edges(learned_graph(cvae.model, cvae.params), names))}; true: {html.escape(_edges(graph, names))}. "
             f"h(A) = {h:.2e}.</p>"
         )
     reader_text = ", ".join(f"{n} {r:.3f}" for n, r in zip(names, reader_rmse))

@@ -594,18 +594,52 @@ def causal_vae_guide(x: ArrayLike | None = None, u: ArrayLike | None = None, *, 
     guide(x, u, num_data=num_data, config=config)
 
 
-def learned_adjacency(fit: Any) -> np.ndarray:
-    """The fitted ``(d, d)`` adjacency of a CausalVAE fit (diagonal 0)."""
-    if not getattr(fit, "params", None) or "adjacency" not in fit.params:
-        raise ValueError("`fit` has no 'adjacency' param: pass an SVI fit of the causal_vae model.")
-    return np.asarray(masked_adjacency(jnp.asarray(fit.params["adjacency"])))
+def _latent_scm_config(model: Any, function: str) -> LatentSCMConfig:
+    """The config of a causal VAE given as its zoo model (e.g. ``fit.model``) or its config."""
+    config = getattr(model, "config", model)
+    if not isinstance(config, LatentSCMConfig):
+        raise TypeError(
+            f"`model` must be a causal VAE (ppzoo.models.get('causal_vae' or 'scm_vae', ...), e.g. fit.model) or its "
+            f"config; got {getattr(model, 'name', type(model).__name__)!r}. Call {function}(fit.model, fit.params, ...)."
+        )
+    return config
 
 
-def learned_graph(fit: Any, threshold: float | None = None) -> np.ndarray:
-    """The learned graph: ``|A_ij| > threshold`` (default ``config.edge_threshold``), as 0/1 integers."""
+def learned_adjacency(model: ZooModel | CausalVAEConfig, params: Mapping[str, Any]) -> np.ndarray:
+    """The fitted ``(d, d)`` adjacency of a CausalVAE (diagonal 0): ``learned_adjacency(fit.model, fit.params)``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not the zoo model ``causal_vae`` or its config.
+    ValueError
+        If ``params`` has no ``'adjacency'`` weights.
+    """
+    config = _latent_scm_config(model, "learned_adjacency")
+    if not isinstance(config, CausalVAEConfig):
+        raise TypeError(
+            f"`model` must be the zoo model 'causal_vae' (a learned graph) or its CausalVAEConfig; got "
+            f"{type(config).__name__}, whose graph is given (its config's `graph`)."
+        )
+    if not params or "adjacency" not in params:
+        raise ValueError(
+            "`params` has no 'adjacency' param: pass the params of the causal_vae model's SVI fit, "
+            "e.g. learned_adjacency(fit.model, fit.params)."
+        )
+    return np.asarray(masked_adjacency(jnp.asarray(params["adjacency"])))
+
+
+def learned_graph(
+    model: ZooModel | CausalVAEConfig, params: Mapping[str, Any], threshold: float | None = None
+) -> np.ndarray:
+    """The learned graph ``|A_ij| > threshold`` (default the config's ``edge_threshold``), as 0/1 integers.
+
+    A pure function of the model and its weights: ``learned_graph(fit.model, fit.params)``.
+    """
+    adjacency = learned_adjacency(model, params)
     if threshold is None:
-        threshold = fit.model.config.edge_threshold
-    return (np.abs(learned_adjacency(fit)) > threshold).astype(np.int8)
+        threshold = _latent_scm_config(model, "learned_graph").edge_threshold
+    return (np.abs(adjacency) > threshold).astype(np.int8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -666,23 +700,74 @@ def encode(model: ZooModel | LatentSCMConfig, params: Mapping[str, Any], x: Arra
     return np.asarray(loc), np.asarray(scale)
 
 
-def decode(fit: Any, eps: ArrayLike, do: Mapping[str, ArrayLike] | None = None) -> dict[str, np.ndarray]:
+def _zoo_model(model: ZooModel | LatentSCMConfig, config: LatentSCMConfig) -> ZooModel:
+    """The zoo model behind ``model``: itself, or the registered causal VAE whose config class ``config`` is."""
+    return model if isinstance(model, ZooModel) else _zoo_model_of_config(config)
+
+
+@functools.lru_cache(maxsize=32)
+def _zoo_model_of_config(config: LatentSCMConfig) -> ZooModel:
+    # Cached so that one config gives one ZooModel, hence one compiled generator program.
+    from ppzoo.models import get  # the registry imports this module: look it up at call time
+
+    for name in ("causal_vae", "scm_vae"):
+        zoo = get(name)
+        if type(config) is zoo.config_class:
+            return dataclasses.replace(zoo, config=config)
+    raise TypeError(f"`model`: no zoo model has the config class {type(config).__name__}; pass the zoo model itself.")
+
+
+def decode(
+    model: ZooModel | LatentSCMConfig,
+    params: Mapping[str, Any],
+    eps: ArrayLike,
+    do: Mapping[str, ArrayLike] | None = None,
+    *,
+    image_shape: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
     """Run the fitted generative program with ``eps`` held fixed and ``do`` applied.
 
-    Returns the concept values ``z`` ``(n, d k)`` and the decoder's pixel means ``x_mean`` ``(n, *image)``:
-    with ``eps`` from :func:`encode` and a ``do``, a counterfactual (abduction by the encoder, action,
-    prediction); with prior draws of ``eps``, draws under the intervention. Compiled once per set of
-    intervened concepts.
+    A pure function of the model (CausalVAE or SCM-VAE, ``fit.model``, or its config) and its fitted weights:
+    ``decode(fit.model, fit.params, eps, do)``. Returns the concept values ``z`` ``(n, d k)`` and the
+    decoder's pixel means ``x_mean`` ``(n, *image)``: with ``eps`` from :func:`encode` and a ``do``, a
+    counterfactual (abduction by the encoder, action, prediction); with prior draws of ``eps``, draws under
+    the intervention. Compiled once per set of intervened concepts.
+
+    Parameters
+    ----------
+    model : ZooModel or LatentSCMConfig
+        The fitted causal VAE (``fit.model``) or its config.
+    params : Mapping
+        Its fitted weights (``fit.params``).
+    eps : ArrayLike
+        Exogenous noise ``(n, d, k)``.
+    do : Mapping or None
+        Concept name -> value to intervene on.
+    image_shape : sequence of int or None
+        The images' shape ``(H, W[, C])``; ``None`` takes the config's ``image_shape``. Needed where the config
+        leaves it ``None`` (read from the fitted images): pass ``fit.data["x"].shape[1:]``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a causal VAE or its config.
+    ValueError
+        If ``do`` names an unknown concept, or the image shape is neither in the config nor passed.
     """
-    config = fit.model.config
-    shape = tuple(np.shape(fit.data["x"])[1:]) if "x" in fit.data else tuple(config.image_shape)
+    config = _latent_scm_config(model, "decode")
     unknown = sorted(set(do or {}) - set(config.concepts))
     if unknown:
         raise ValueError(f"do names unknown concept(s) {unknown}; the model's concepts are {', '.join(config.concepts)}.")
-    model = fit.model.with_config(image_shape=shape, batch_size=None)
+    shape = image_shape if image_shape is not None else config.image_shape
+    if shape is None:
+        raise ValueError(
+            f"{type(config).__name__}.image_shape is None (it was read from the fitted images): pass image_shape, "
+            "e.g. decode(fit.model, fit.params, eps, do, image_shape=fit.data['x'].shape[1:])."
+        )
+    program_model = _zoo_model(model, config).with_config(image_shape=tuple(int(s) for s in shape), batch_size=None)
     interventions = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in (do or {}).items()}
-    run = _generator_program(model, tuple(sorted(interventions)))
-    z, mean = run(dict(fit.params), jnp.asarray(eps, dtype=jnp.float32), interventions)
+    run = _generator_program(program_model, tuple(sorted(interventions)))
+    z, mean = run(dict(params), jnp.asarray(eps, dtype=jnp.float32), interventions)
     return {"z": np.asarray(z), "x_mean": np.asarray(mean)}
 
 

@@ -424,18 +424,6 @@ def _guide(config: IVAEConfig):
     return guide
 
 
-def _fitted_config(fit: Any, *, need_encoder: bool = True) -> IVAEConfig:
-    config = getattr(getattr(fit, "model", None), "config", None)
-    if not isinstance(config, IVAEConfig):
-        raise TypeError(
-            "`fit` must be a ppzoo.fit result of the zoo model 'ivae' (ppzoo.models.get('ivae', ...)); "
-            f"got a fit of {getattr(fit, 'model_name', type(fit).__name__)!r}."
-        )
-    if need_encoder and (not fit.params or not any(k.startswith("encoder") for k in fit.params)):
-        raise ValueError("`fit` has no encoder weights: pass the SVI fit (engine='svi') of the iVAE.")
-    return config
-
-
 def encode(
     model: ZooModel | IVAEConfig, params: Mapping[str, Any], x: ArrayLike, u: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -489,17 +477,62 @@ def encode(
     return np.asarray(fn.base_dist.loc), np.asarray(fn.base_dist.scale)
 
 
-def prior_log_variance(fit: Any) -> np.ndarray:
+def prior_log_variance(
+    model: ZooModel | IVAEConfig,
+    params: Mapping[str, Any],
+    *,
+    num_sources: int | None = None,
+    num_segments: int | None = None,
+) -> np.ndarray:
     """The fitted iVAE's per-segment prior log-variances, ``(num_segments, num_sources)``.
 
-    ``fit`` is a ``ppzoo.fit`` result of the zoo model ``ivae`` (any engine: only its params are read).
+    A pure function of the model and its weights: ``prior_log_variance(fit.model, fit.params)`` (any engine:
+    only the prior network's weights are read).
+
+    Parameters
+    ----------
+    model : ZooModel or IVAEConfig
+        The zoo model ``ppzoo.models.get("ivae", ...)`` that was fitted (``fit.model``), or its config.
+    params : Mapping
+        Its fitted weights (``fit.params``).
+    num_sources, num_segments : int or None
+        The table's size; ``None`` takes the config's (``num_sources``, else ``num_observed``). Needed only
+        where the config leaves it ``None`` (``num_sources=None`` means ``x.shape[1]`` of the fitted data).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not the zoo model ``ivae`` or its config.
+    ValueError
+        If the model is the VAE (no per-segment prior), ``params`` has no prior network weights, or a size is
+        neither in the config nor passed.
     """
-    config = _fitted_config(fit, need_encoder=False)
+    config = getattr(model, "config", model)
+    if not isinstance(config, IVAEConfig):
+        raise TypeError(
+            "`model` must be the zoo model 'ivae' (ppzoo.models.get('ivae', ...), e.g. fit.model) or its IVAEConfig; "
+            f"got {getattr(model, 'name', type(model).__name__)!r}."
+        )
     if not config.conditional_prior:
         raise ValueError("The VAE (conditional_prior=False) has no per-segment prior.")
-    num_segments = config.num_segments or int(np.max(fit.data["u"])) + 1
-    num_sources = config.num_sources or np.shape(fit.data["x"])[1]
-    table = handlers.substitute(lambda: _prior_table(config, num_sources, num_segments)[1], data=fit.params)
+    if not params or "prior_net$params" not in params:
+        raise ValueError(
+            "`params` has no prior network weights ('prior_net$params'): pass the params of the iVAE's fit, "
+            "e.g. prior_log_variance(fit.model, fit.params)."
+        )
+    num_sources = num_sources if num_sources is not None else (config.num_sources or config.num_observed)
+    num_segments = num_segments if num_segments is not None else config.num_segments
+    if num_sources is None:
+        raise ValueError(
+            "IVAEConfig.num_sources and num_observed are None (num_sources is then x.shape[1] of the fitted "
+            "data): pass num_sources, e.g. prior_log_variance(fit.model, fit.params, num_sources=x.shape[1])."
+        )
+    if num_segments is None:
+        raise ValueError(
+            "IVAEConfig.num_segments is None: pass num_segments=max(u) + 1 of the fitted data, e.g. "
+            "prior_log_variance(fit.model, fit.params, num_segments=int(u.max()) + 1)."
+        )
+    table = handlers.substitute(lambda: _prior_table(config, num_sources, num_segments)[1], data=params)
     return np.asarray(table())
 
 

@@ -104,6 +104,30 @@ def tiny_svi():
     return x, u, fits
 
 
+def test_pure_helpers_take_the_model_or_its_config_and_the_params(tiny_svi):
+    from ppzoo.models.causal_vae import decode, learned_adjacency, learned_graph
+
+    x, _, fits = tiny_svi
+    fit = fits["causal_vae"]
+    np.testing.assert_array_equal(learned_adjacency(fit.model, fit.params), 0.5 * GRAPH)
+    np.testing.assert_array_equal(learned_graph(fit.model.config, fit.params), GRAPH)  # 0.5 > edge_threshold 0.3
+    np.testing.assert_array_equal(learned_graph(fit.model, fit.params, threshold=0.6), np.zeros_like(GRAPH))
+    eps = np.random.default_rng(1).normal(size=(3, 4, 1)).astype(np.float32)
+    by_model = decode(fit.model, fit.params, eps, do={"light_angle": 1.0})
+    by_config = decode(fit.model.config, fit.params, eps, do={"light_angle": 1.0}, image_shape=x.shape[1:])
+    assert by_model["x_mean"].shape == (3, *SHAPE)
+    np.testing.assert_array_equal(by_model["x_mean"], by_config["x_mean"])
+    # Bad input is named before anything compiles.
+    with pytest.raises(ValueError, match="pass image_shape"):
+        decode(fit.model.with_config(image_shape=None), fit.params, eps)
+    with pytest.raises(TypeError, match="causal VAE"):
+        decode(ppzoo.models.get("ica"), fit.params, eps)
+    with pytest.raises(TypeError, match="'causal_vae'"):
+        learned_adjacency(fits["scm_vae"].model, fits["scm_vae"].params)
+    with pytest.raises(ValueError, match="no 'adjacency'"):
+        learned_graph(fit.model, {})
+
+
 def test_fit_svi_then_nuts_with_fixed_weights(tiny_svi):
     x, u, fits = tiny_svi
     svi = fits["causal_vae"]
@@ -139,7 +163,8 @@ def test_counterfactual_images_causal_vae(tiny_svi, method):
         assert np.all(np.sign(cf[effect] - natural[effect]) == np.sign(2.0 - natural["light_angle"]))
     scale = np.asarray(fit.params["noise_scale"])
     np.testing.assert_allclose(cf["pendulum_angle"][..., 0], scale[0] * cf["eps"][..., 0, 0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cf["x"][0], decode(fit, cf["eps"][0], do={"light_angle": 2.0})["x_mean"], atol=1e-5)
+    np.testing.assert_allclose(cf["x"][0], decode(fit.model, fit.params, cf["eps"][0], do={"light_angle": 2.0})["x_mean"],
+                               atol=1e-5)
     if method == "nuts":
         return
     # do on an effect: both causes and the other effect keep their values.

@@ -53,8 +53,7 @@ def test_sites_and_shapes(conditional):
         # The prior of each point is its segment's row of the prior network's table.
         scale = trace["z"]["fn"].base_dist.scale
         params = {k: v["value"] for k, v in trace.items() if v["type"] == "param"}
-        fake_fit = types.SimpleNamespace(model=model, params=params, data=data)
-        table = prior_log_variance(fake_fit)
+        table = prior_log_variance(model, params)
         assert table.shape == (M, K)
         np.testing.assert_allclose(scale, np.exp(0.5 * table[data["u"]]), rtol=1e-5)
     else:
@@ -149,7 +148,8 @@ def test_encode_matches_the_guide_and_handles_new_points(tiny_fit):
     assert np.all(np.abs(draws.mean(0) - mean) < 5 * sd / np.sqrt(20))
     new_mean, _ = encode(tiny_fit.model, tiny_fit.params, data["x"][:3] + 1.0, np.array([0, 3, 3]))
     assert new_mean.shape == (3, K)
-    assert prior_log_variance(tiny_fit).shape == (M, K)
+    assert prior_log_variance(tiny_fit.model, tiny_fit.params).shape == (M, K)
+    assert prior_log_variance(tiny_fit.model.config, tiny_fit.params).shape == (M, K)  # the config will do
 
 
 def test_encode_rejects_other_fits():
@@ -157,6 +157,20 @@ def test_encode_rejects_other_fits():
         encode(ppzoo.models.get("ica"), {}, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="no encoder weights"):
         encode(ivae_entry(num_segments=2), {}, np.zeros((2, 2)), np.array([0, 1]))
+    with pytest.raises(TypeError, match="ivae"):
+        prior_log_variance(ppzoo.models.get("ica"), {})
+    with pytest.raises(ValueError, match="prior_net"):
+        prior_log_variance(ivae_entry(num_segments=2), {})
+
+
+def test_prior_log_variance_names_a_missing_size(tiny_fit):
+    with pytest.raises(ValueError, match="pass num_sources"):
+        prior_log_variance(tiny_fit.model.with_config(num_sources=None), tiny_fit.params)
+    with pytest.raises(ValueError, match="pass num_segments"):
+        prior_log_variance(tiny_fit.model.with_config(num_segments=None), tiny_fit.params)
+    table = prior_log_variance(tiny_fit.model.with_config(num_sources=None, num_segments=None), tiny_fit.params,
+                               num_sources=K, num_segments=M)
+    np.testing.assert_array_equal(table, prior_log_variance(tiny_fit.model, tiny_fit.params))
 
 
 # ------------------------------------------------------------------------------------------- bad input

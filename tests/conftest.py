@@ -49,14 +49,14 @@ def ica_data():
 
 @pytest.fixture(scope="session")
 def ica_fits(ica_data):
-    """The case study's default model and engine settings (``ppzoo run ica``) on ``ica_data``, 4 chains x 300 + 300
+    """The case study's default model and engine settings (``ppzoo run ica``) on ``ica_data``, 4 chains x 500 + 500
     and 2000 SVI steps, fit once per engine for the session (reused by the report tests)."""
     import argparse
 
     from ppzoo.case_studies.ica import engine_settings
 
     model = ppzoo.models.get("ica", num_sources=3, noise="off_span")
-    args = argparse.Namespace(setting="overdetermined", num_warmup=300, num_samples=300, num_chains=4, svi_steps=2000)
+    args = argparse.Namespace(setting="overdetermined", num_warmup=500, num_samples=500, num_chains=4, svi_steps=2000)
     settings = engine_settings(args, ica_data.data["x"], model)
     settings["svi"]["num_draws"] = 600
     return {engine: ppzoo.fit(model, ica_data.data, engine=engine, seed=0, **settings[engine]) for engine in settings}

@@ -41,6 +41,7 @@ from ppzoo.claims import all_of
 from ppzoo.report import Claim, Section
 from ppzoo.results import key, table_values, write_results
 
+from ppzoo.case_studies.command import main_for
 from ppzoo.case_studies._vae_common import (
     MODELS,
     amortization,
@@ -301,12 +302,8 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+#: ``main(argv=None) -> Path``: parse, run, print the report's path last (shared by every case study).
+main = main_for(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from ppzoo.metrics import (
 from ppzoo.report import Claim, Section
 from ppzoo.results import key, write_results
 
+from ppzoo.case_studies.command import main_for
 from ppzoo.case_studies._vae_common import (
     MODELS,
     ModelCache,
@@ -553,12 +554,8 @@ def collapse_of(checks: Mapping[str, Any], models: Mapping[str, TrainedModel]) -
     return {name: checks[t.label] for name, t in models.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run the case study from the command line; prints the report's path last."""
-    args = parse_args(argv)
-    out = run(args)
-    print(f"Report: {(Path(out) / 'index.html').resolve()}", flush=True)
-    return out
+#: ``main(argv=None) -> Path``: parse, run, print the report's path last (shared by every case study).
+main = main_for(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ small ones do not. Measured on the shapes MLPs, three seeds x 3000 steps: VAE 25
 ``ppzoo.fit`` runs one after another (412 seed-steps/s after compiling against 360-378), FactorVAE 44 s
 against 67 s (238 against 200-203) on a nearly idle machine; with other processes on the two cores, three
 seeds together ran 1.6-3.6 times as many seed-steps per second as one seed alone. Each seed's numbers are
-those of an independent run:
-its own initial weights, minibatches and noise (seed 1 trained beside seed 0 equals seed 1 trained alone
-to float32 rounding).
+those of an independent run: its own initial weights, minibatches and noise (seed 1 trained beside seed 0
+equals seed 1 trained alone to float32 rounding).
 """
 
 from __future__ import annotations

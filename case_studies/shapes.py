@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="codes for DCI, SAP, modularity/explicitness, 2/3 to train (default 3000; --full 15000)")
     parser.add_argument("--posterior-images", type=int, default=None, help="held-out images for the amortization gap (default 8; --full 16)")
     parser.add_argument("--num-warmup", type=int, default=None, help="NUTS warmup per chain (default 300; --full 1000)")
-    parser.add_argument("--num-samples", type=int, default=None, help="NUTS draws per chain (default 700; --full 1000)")
+    parser.add_argument("--num-samples", type=int, default=None, help="NUTS draws per chain (default 700 on 8 images; --full 2000 on 16, as digits needs for 160 latents)")
     parser.add_argument("--num-chains", type=int, default=3)
     parser.add_argument("--engine", choices=("nuts", "blackjax"), default="nuts", help="MCMC engine for the gap")
     args = parser.parse_args(argv)
@@ -165,7 +165,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.metric_rows = min(args.metric_rows or (15_000 if full else 3000), args.num_data)
     args.posterior_images = args.posterior_images or (16 if full else 8)
     args.num_warmup = args.num_warmup or (1000 if full else 300)
-    args.num_samples = args.num_samples or (1000 if full else 700)
+    args.num_samples = args.num_samples or (2000 if full else 700)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown:

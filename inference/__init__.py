@@ -7,7 +7,8 @@ at run time, e.g. from a test or a plug-in).
 """
 
 from ppzoo.extensions import SVIExtension
-from ppzoo.inference import blackjax_nuts, nuts, svi
+from ppzoo.inference import adversarial, blackjax_nuts, nuts, svi
+from ppzoo.inference.adversarial import AdversarialOptions
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data
 from ppzoo.inference.blackjax_nuts import run_blackjax
 from ppzoo.inference.nuts import NUTSOptions, run_nuts
@@ -24,6 +25,7 @@ __all__ = [
     "names",
     "NUTSOptions",
     "SVIOptions",
+    "AdversarialOptions",
     "SVIExtension",
     "GUIDES",
     "run_nuts",
@@ -70,3 +72,4 @@ def names() -> list[str]:
 register(svi.ENGINE)
 register(nuts.ENGINE)
 register(blackjax_nuts.ENGINE)
+register(adversarial.ENGINE)

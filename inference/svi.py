@@ -354,7 +354,7 @@ def guarded_step(step: Step, total: int) -> Callable[[GuardCarry, jax.Array, Arr
         state, previous, failed = carry
         new, loss, new_finite = step(state, index, arrays)
         live = (index < total) & ~failed
-        loss_finite = jnp.isfinite(loss)
+        loss_finite = jnp.all(jnp.isfinite(loss))  # a step may return several losses (the adversarial engine)
         state, previous = jax.lax.cond(
             live & loss_finite & new_finite,
             lambda: (new, state),
@@ -375,7 +375,7 @@ def unguarded_step(step: Step) -> Callable[[tuple[TrainState, jax.Array], jax.Ar
     def unguarded(carry: tuple[TrainState, jax.Array], index: jax.Array, arrays: Arrays):
         state, finite = carry
         state, loss, _ = step(state, index, arrays)
-        return (state, finite & jnp.isfinite(loss)), loss
+        return (state, finite & jnp.all(jnp.isfinite(loss))), loss
 
     return unguarded
 

@@ -163,15 +163,22 @@ def _engine_sections(fit: Fit, tree: Any, label: str) -> tuple[Section, pd.DataF
     if fit.losses is not None:
         fig, ax = plt.subplots(figsize=(6, 2.6))
         losses = np.asarray(fit.losses)
-        ax.plot(np.arange(len(losses)), losses, lw=0.8)
-        finite = losses[np.isfinite(losses)]
+        # Several losses (the adversarial engine's generator and discriminator) come as named fields.
+        named = losses.dtype.names or ()
+        curves = {n: np.asarray(losses[n], float) for n in named} if named else {"": losses}
+        for name, curve in curves.items():
+            ax.plot(np.arange(len(curve)), curve, lw=0.8, label=name or None)
+        finite = np.concatenate([c[np.isfinite(c)] for c in curves.values()])
         if finite.size:
             lo, hi = np.quantile(finite, [0.0, 0.98])
             ax.set_ylim(lo - 0.05 * abs(hi - lo), hi + 0.05 * abs(hi - lo))
         ax.set_xlabel("step")
-        ax.set_ylabel("loss (negative ELBO)")
-        ax.set_title(f"{label}: SVI loss")
-        figures.append((f"{label}: SVI loss per step", fig))
+        ax.set_ylabel("loss" if named else "loss (negative ELBO)")
+        if named:
+            ax.legend(fontsize=8)
+        kind = f"{' and '.join(named)} losses" if named else "SVI loss"
+        ax.set_title(f"{label}: {kind}")
+        figures.append((f"{label}: {kind} per step", fig))
     section = Section(f"Engine: {label}", text="".join(text))
     section.tables = tables
     section.figures = figures

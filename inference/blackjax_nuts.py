@@ -1,4 +1,4 @@
-"""The ``"blackjax"`` engine: BlackJAX NUTS with window adaptation on the log density NumPyro derives from the model."""
+"""The ``"blackjax"`` engine: BlackJAX NUTS (diagonal, dense or low-rank adaptation) on the log density NumPyro derives from the model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import initialize_model
 
-from ppzoo.inference._base import Engine, EngineResult, split_data
-from ppzoo.inference.nuts import NUTSOptions, chain_stats_warnings
+from ppzoo.inference._base import Engine, EngineResult
+from ppzoo.inference.nuts import (
+    NUTSOptions,
+    blackjax_warmup,
+    chain_stats_warnings,
+    choose_adaptation,
+    map_chains,
+    unconstrained_size,
+)
 
 __all__ = ["ENGINE", "run_blackjax", "blackjax_core", "blackjax_chain", "one_chain"]
 
@@ -25,22 +32,21 @@ def one_chain(
     options: NUTSOptions,
     key: jax.Array,
     position: Any,
+    adaptation: str | None = None,
 ) -> tuple[Draws, dict[str, jax.Array]]:
-    """Window adaptation, then ``num_samples`` NUTS steps from ``position`` (unconstrained space).
+    """Warmup (:func:`~ppzoo.inference.nuts.blackjax_warmup`), then ``num_samples`` NUTS steps from
+    ``position`` (unconstrained space).
 
-    Returns the constrained draws (``postprocess`` of each position) and the per-draw statistics under
-    ArviZ's names, each ``(num_samples, ...)``.
+    ``adaptation`` is "diag", "dense" or "low_rank"; ``None`` resolves ``options.adaptation`` by the
+    size of ``position`` (:func:`~ppzoo.inference.nuts.choose_adaptation`). Returns the constrained draws
+    (``postprocess`` of each position) and the per-draw statistics under ArviZ's names, each
+    ``(num_samples, ...)``.
     """
+    if adaptation is None:
+        size = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(position))
+        adaptation = choose_adaptation(options.adaptation, size)
     warm_key, sample_key = jax.random.split(key)
-    adaptation = blackjax.window_adaptation(
-        blackjax.nuts,
-        logdensity,
-        is_mass_matrix_diagonal=not options.dense_mass,
-        target_acceptance_rate=options.target_accept_prob,
-        max_num_doublings=options.max_tree_depth,
-    )
-    (state, parameters), _ = adaptation.run(warm_key, position, num_steps=options.num_warmup)
-    parameters = {**parameters, "max_num_doublings": options.max_tree_depth}
+    state, parameters = blackjax_warmup(logdensity, position, options, adaptation, warm_key)
     step = blackjax.nuts(logdensity, **parameters).step
 
     def body(state, step_key):
@@ -93,35 +99,20 @@ def run_blackjax(
     """Run BlackJAX NUTS (window adaptation) on ``model(**data)``.
 
     Chain ``i`` is :func:`blackjax_chain` with key ``split(key, n)[i]``. Chains are mapped over devices
-    with ``pmap``; more chains than devices run in groups through the same compiled program. ``sites`` is
-    not needed: every latent and deterministic site is returned.
+    with ``pmap`` (:func:`~ppzoo.inference.nuts.map_chains`); more chains than devices run in groups
+    through the same compiled program. ``sites`` is not needed: every latent and deterministic site is
+    returned.
     """
     num_chains = options.num_chains
-    chain = blackjax_chain(model, options)
-    arrays, static = split_data(data)
-
-    def chain_on(key, arrays):
-        return chain(key, {**arrays, **static})
-
-    group = min(jax.local_device_count(), num_chains)
-    num_groups = -(-num_chains // group)
-    # Extra keys pad the last group so every call has the same shape (one compile); their chains are dropped.
-    keys = jax.random.split(key, num_groups * group)
-    mapped = jax.pmap(chain_on, in_axes=(0, None))
-    draws_parts, stats_parts = [], []
-    for g in range(num_groups):
-        d, s = mapped(keys[g * group:(g + 1) * group], arrays)
-        draws_parts.append(jax.device_get(d))
-        stats_parts.append(jax.device_get(s))
-    samples = {k: np.concatenate([p[k] for p in draws_parts])[:num_chains] for k in draws_parts[0]}
-    stats = {k: np.concatenate([p[k] for p in stats_parts])[:num_chains] for k in stats_parts[0]}
+    adaptation = choose_adaptation(options.adaptation, unconstrained_size(model, data, options.init_strategy))
+    samples, stats, num_groups = map_chains(blackjax_chain(model, options), data, jax.random.split(key, num_chains))
     stats["diverging"] = stats["diverging"].astype(bool)
     stats["n_steps"] = stats["n_steps"].astype(np.int64)
     stats["tree_depth"] = stats["tree_depth"].astype(np.int64)
-    warnings = chain_stats_warnings(stats, options.max_tree_depth)
+    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation)
     if num_groups > 1:
         warnings.append(
-            f"{num_chains} chains ran in {num_groups} groups of {group}: only {jax.local_device_count()} device(s)."
+            f"{num_chains} chains ran in {num_groups} groups: only {jax.local_device_count()} device(s)."
         )
     return EngineResult(samples, stats, None, None, warnings)
 
@@ -157,5 +148,5 @@ ENGINE = Engine(
     library="blackjax",
     draws_per_run=_num_samples,
     batch_runs="devices",
-    description="BlackJAX NUTS with window adaptation",
+    description="BlackJAX NUTS with diagonal, dense or low-rank mass-matrix adaptation",
 )

@@ -1,4 +1,8 @@
-"""The ``"nuts"`` engine: NumPyro's NUTS, chains in parallel across devices, ArviZ sample-stat names."""
+"""The ``"nuts"`` engine: NumPyro's NUTS, chains in parallel across devices, ArviZ sample-stat names.
+
+Also the mass-matrix adaptation both MCMC engines share (:data:`ADAPTATIONS`, :func:`choose_adaptation`,
+:func:`blackjax_warmup`) and the post-warmup check of every chain (:func:`chain_stats_warnings`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,40 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import blackjax
 import jax
+import jax.numpy as jnp
 import numpy as np
+from blackjax.adaptation.window_adaptation import build_schedule
 from numpyro.infer import MCMC, NUTS, init_to_uniform
+from numpyro.infer.util import initialize_model
 
-from ppzoo.inference._base import Engine, EngineResult, Options, validate_positive
+from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
 
-__all__ = ["NUTSOptions", "ENGINE", "run_nuts", "nuts_core", "nuts_kernel", "chain_stats_warnings"]
+__all__ = [
+    "NUTSOptions",
+    "ENGINE",
+    "ADAPTATIONS",
+    "AUTO_DENSE_MAX_DIMS",
+    "run_nuts",
+    "nuts_core",
+    "nuts_kernel",
+    "chain_stats_warnings",
+    "choose_adaptation",
+    "unconstrained_size",
+    "blackjax_warmup",
+    "low_rank_to_dense",
+    "map_chains",
+    "chain_keys",
+    "low_rank_chain",
+]
+
+#: Mass-matrix adaptations of the ``"nuts"`` and ``"blackjax"`` engines (see :class:`NUTSOptions`).
+ADAPTATIONS = ("auto", "diag", "dense", "low_rank")
+
+#: ``adaptation="auto"`` adapts a dense mass matrix up to this many unconstrained dimensions, low-rank
+#: plus diagonal above (see :func:`choose_adaptation` for the measurements behind it).
+AUTO_DENSE_MAX_DIMS = 50
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -27,8 +58,16 @@ class NUTSOptions(Options):
         Chains, run in parallel across the available devices (CPU host devices on CPU).
     target_accept_prob : float
         Step-size adaptation target in (0, 1).
+    adaptation : {"auto", "diag", "dense", "low_rank"}
+        Mass-matrix adaptation during warmup. ``"diag"``: Stan's window adaptation of a diagonal mass
+        matrix. ``"dense"``: the same windows, a dense mass matrix. ``"low_rank"``: a diagonal plus low-rank
+        mass matrix fitted by minimising the Fisher divergence (Seyboldt, Carlson & Carpenter 2026; BlackJAX's
+        ``window_adaptation_low_rank`` with nutpie's accumulating buffer and gradient-based start; the
+        ``"nuts"`` engine runs this warmup on NumPyro's potential, then samples with NumPyro's NUTS on the
+        adapted metric as a dense matrix). ``"auto"`` (default): chosen by the number of unconstrained
+        dimensions, see :func:`choose_adaptation`.
     dense_mass : bool
-        Adapt a dense mass matrix instead of a diagonal one.
+        Kept for old code: ``dense_mass=True`` is ``adaptation="dense"``.
     max_tree_depth : int
         Maximal tree depth (a trajectory has at most ``2**max_tree_depth - 1`` leapfrog steps).
     progress_bar : bool
@@ -42,12 +81,28 @@ class NUTSOptions(Options):
     num_samples: int = 1000
     num_chains: int = 4
     target_accept_prob: float = 0.8
+    adaptation: str = "auto"
     dense_mass: bool = False
     max_tree_depth: int = 10
     progress_bar: bool = False
     init_strategy: Callable[..., Any] = init_to_uniform
 
     def __post_init__(self) -> None:
+        if not isinstance(self.adaptation, str) or self.adaptation not in ADAPTATIONS:
+            raise ValueError(
+                f"NUTS option `adaptation` must be one of {', '.join(map(repr, ADAPTATIONS))}; got "
+                f"{self.adaptation!r}. Use 'auto' unless you have measured otherwise; 'dense' or 'low_rank' for "
+                "correlated posteriors."
+            )
+        if not isinstance(self.dense_mass, (bool, np.bool_)):
+            raise TypeError(f"NUTS option `dense_mass` must be True or False; got {self.dense_mass!r}.")
+        if self.dense_mass:
+            if self.adaptation not in ("auto", "dense"):
+                raise ValueError(
+                    f"NUTS options `dense_mass=True` and `adaptation={self.adaptation!r}` disagree: dense_mass=True "
+                    "is the old spelling of adaptation='dense'; pass only adaptation."
+                )
+            object.__setattr__(self, "adaptation", "dense")
         if not callable(self.init_strategy):
             raise TypeError(
                 "NUTS option `init_strategy` must be a NumPyro init strategy such as "
@@ -73,9 +128,125 @@ def tree_depth_from_steps(num_steps: np.ndarray) -> np.ndarray:
     return np.ceil(np.log2(np.asarray(num_steps, dtype=np.float64) + 1.0)).astype(np.int64)
 
 
-def chain_stats_warnings(stats: Mapping[str, np.ndarray], max_tree_depth: int) -> list[str]:
-    """Plain-language warnings a user must see about a set of NUTS chains."""
+def choose_adaptation(adaptation: str, num_dims: int) -> str:
+    """The mass-matrix adaptation to run: ``adaptation`` itself, or the rule behind ``"auto"``.
+
+    ``"auto"`` is ``"dense"`` up to :data:`AUTO_DENSE_MAX_DIMS` unconstrained dimensions and
+    ``"low_rank"`` above.
+
+    Measured (2026-12-07, 2 shared CPU cores, float32): on kidiq (5 dimensions, strongly correlated),
+    diagonal adaptation took 85 leapfrog steps per draw where dense and low-rank took 5-6; on a 6-dimensional
+    Gaussian of condition number 1e4 (tests/test_adaptation.py) diagonal took 94-127 steps, dense 5-7,
+    low-rank 5-6. A dense metric costs O(d^2) per leapfrog step and its estimate needs windows of more than d
+    draws (Stan's last slow window is 500 of 1000 warmup iterations), so above a few tens of dimensions
+    the low-rank plus diagonal metric, O(d k) per step with k <= 10, is the one that scales.
+    """
+    if adaptation != "auto":
+        return adaptation
+    return "dense" if num_dims <= AUTO_DENSE_MAX_DIMS else "low_rank"
+
+
+def unconstrained_size(model: Callable[..., Any], data: Mapping[str, Any], init_strategy: Callable[..., Any]) -> int:
+    """Number of unconstrained dimensions NUTS moves in (shapes only: nothing is computed or compiled)."""
+    z = jax.eval_shape(
+        lambda key: initialize_model(
+            key, model, model_kwargs=dict(data), dynamic_args=False, init_strategy=init_strategy
+        ).param_info.z,
+        jax.random.key(0),
+    )
+    return int(sum(np.prod(leaf.shape, dtype=int) for leaf in jax.tree.leaves(z)))
+
+
+def _window_schedule(num_steps: int) -> np.ndarray:
+    # Stan's windows as a constant: BlackJAX's low-rank warmup reads the schedule with NumPy, which a
+    # schedule built inside a trace (SBC's core under jit) would not allow.
+    with jax.ensure_compile_time_eval():
+        return np.asarray(build_schedule(num_steps))
+
+
+def blackjax_warmup(
+    logdensity: Callable[[Any], jax.Array], position: Any, options: "NUTSOptions", adaptation: str, key: jax.Array
+) -> tuple[Any, dict[str, Any]]:
+    """BlackJAX's warmup of step size and mass matrix (``adaptation``: "diag", "dense" or "low_rank").
+
+    Returns the last warmup state and the NUTS parameters (``step_size``, ``inverse_mass_matrix``,
+    ``max_num_doublings``). "low_rank" is :func:`blackjax.window_adaptation_low_rank` with
+    ``buffer_policy="accumulating"`` and ``gradient_based_init=True``: the default ``"reset"`` policy
+    returned a metric on which the sampler was stuck on kidiq (acceptance ~1e-94, one distinct draw).
+    """
+    common = dict(target_acceptance_rate=options.target_accept_prob, max_num_doublings=options.max_tree_depth)
+    if adaptation == "low_rank":
+        warmup = blackjax.window_adaptation_low_rank(
+            blackjax.nuts, logdensity, buffer_policy="accumulating", gradient_based_init=True,
+            schedule_fn=_window_schedule, **common,
+        )
+    else:
+        warmup = blackjax.window_adaptation(
+            blackjax.nuts, logdensity, is_mass_matrix_diagonal=adaptation == "diag", **common
+        )
+    (state, parameters), _ = warmup.run(key, position, num_steps=options.num_warmup)
+    return state, {**parameters, "max_num_doublings": options.max_tree_depth}
+
+
+def low_rank_to_dense(inverse_mass_matrix: Any) -> jax.Array:
+    """The dense inverse mass matrix diag(s) (I + U (L - I) U^T) diag(s) of BlackJAX's low-rank metric."""
+    sigma, u, lam = inverse_mass_matrix.sigma, inverse_mass_matrix.U, inverse_mass_matrix.lam
+    inner = jnp.eye(sigma.shape[0], dtype=sigma.dtype) + (u * (lam - 1.0)) @ u.T
+    return sigma[:, None] * inner * sigma[None, :]
+
+
+def map_chains(
+    chain: Callable[[jax.Array, Mapping[str, Any]], tuple[dict, dict]],
+    data: Mapping[str, Any],
+    keys: jax.Array,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """Run ``chain(keys[i], data)`` for every key, ``pmap``-ed over the devices in groups of equal size.
+
+    Returns the stacked outputs (chain first) and the number of groups. Extra keys pad the last group so
+    that every call has the same shape (one compile); their chains are dropped.
+    """
+    num_chains = keys.shape[0]
+    arrays, static = split_data(data)
+    group = min(jax.local_device_count(), num_chains)
+    num_groups = -(-num_chains // group)
+    if num_groups * group > num_chains:
+        keys = jnp.concatenate([keys, jax.random.split(keys[-1], num_groups * group - num_chains)])
+    mapped = jax.pmap(lambda key, arrays: chain(key, {**arrays, **static}), in_axes=(0, None))
+    parts = [jax.device_get(mapped(keys[g * group:(g + 1) * group], arrays)) for g in range(num_groups)]
+    draws = {k: np.concatenate([p[0][k] for p in parts])[:num_chains] for k in parts[0][0]}
+    stats = {k: np.concatenate([p[1][k] for p in parts])[:num_chains] for k in parts[0][1]}
+    return draws, stats, num_groups
+
+
+#: A chain is reported stuck below this mean acceptance rate or this fraction of distinct draws. A NUTS
+#: chain that moves accepts a new point with probability ~ target_accept_prob and repeats a draw rarely;
+#: the stuck low-rank metric the issue found had acceptance ~1e-94 and one distinct draw in 1000.
+STUCK_ACCEPTANCE = 0.1
+STUCK_DISTINCT_FRACTION = 0.5
+
+
+def chain_stats_warnings(
+    stats: Mapping[str, np.ndarray], max_tree_depth: int, adaptation: str | None = None
+) -> list[str]:
+    """Plain-language warnings a user must see about a set of NUTS chains (stats are (chain, draw)).
+
+    Besides divergences and saturated trees, every chain is checked after warmup: a mean acceptance rate
+    below :data:`STUCK_ACCEPTANCE` or fewer than :data:`STUCK_DISTINCT_FRACTION` of its draws distinct (by
+    log density) is a stuck chain, named with the ``adaptation`` that produced its metric.
+    """
     out = []
+    acceptance = np.asarray(stats["acceptance_rate"], dtype=np.float64)
+    lp = np.asarray(stats["lp"])
+    for c in range(lp.shape[0]):
+        mean_accept = float(np.mean(acceptance[c]))
+        distinct = int(np.unique(lp[c]).size)
+        if mean_accept < STUCK_ACCEPTANCE or distinct < STUCK_DISTINCT_FRACTION * lp.shape[1]:
+            out.append(
+                f"chain {c} is stuck after warmup (adaptation={adaptation!r}): mean acceptance rate "
+                f"{mean_accept:.2g}, {distinct} distinct draws of {lp.shape[1]}. Its draws do not represent the "
+                "posterior: try another adaptation (adaptation='diag' is the most robust), more warmup, or a "
+                "start nearer the mode (init_strategy)."
+            )
     diverging = np.asarray(stats["diverging"])
     if diverging.any():
         out.append(
@@ -88,15 +259,79 @@ def chain_stats_warnings(stats: Mapping[str, np.ndarray], max_tree_depth: int) -
     return out
 
 
-def nuts_kernel(model: Callable[..., Any], options: NUTSOptions) -> NUTS:
-    """NumPyro's NUTS kernel on ``model`` with the options' settings (shared by :func:`run_nuts` and the core)."""
+def nuts_kernel(model: Callable[..., Any], options: NUTSOptions, adaptation: str = "diag") -> NUTS:
+    """NumPyro's NUTS kernel on ``model`` with the options' settings and window adaptation of a ``"diag"`` or
+    ``"dense"`` mass matrix (shared by :func:`run_nuts` and the core)."""
     return NUTS(
         model,
         target_accept_prob=options.target_accept_prob,
-        dense_mass=options.dense_mass,
+        dense_mass=adaptation == "dense",
         max_tree_depth=options.max_tree_depth,
         init_strategy=options.init_strategy,
     )
+
+
+def _numpyro_stats(extra: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        "lp": -np.asarray(extra["potential_energy"]),
+        "diverging": np.asarray(extra["diverging"]).astype(bool),
+        "acceptance_rate": np.asarray(extra["accept_prob"]),
+        "n_steps": np.asarray(extra["num_steps"]).astype(np.int64),
+        "tree_depth": tree_depth_from_steps(extra["num_steps"]),
+        "energy": np.asarray(extra["energy"]),
+        "step_size": np.asarray(extra["step_size"]),
+    }
+
+
+def low_rank_chain(
+    model: Callable[..., Any], options: NUTSOptions
+) -> Callable[[jax.Array, Mapping[str, Any]], tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
+    """One NumPyro NUTS chain after BlackJAX's low-rank warmup, ``(key, data) -> (draws, extra fields)``.
+
+    NumPyro's :func:`~numpyro.infer.util.initialize_model` gives the start (``options.init_strategy``) and
+    the potential; :func:`blackjax_warmup` adapts step size and a low-rank metric on it; NumPyro's NUTS
+    kernel then samples from the adapted position with that metric as a fixed dense inverse mass matrix
+    and the adapted step size (no NumPyro warmup).
+    """
+
+    def chain(key: jax.Array, data: Mapping[str, Any]) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        data = dict(data)
+        init_key, warm_key, sample_key = jax.random.split(key, 3)
+        info = initialize_model(
+            init_key, model, model_kwargs=data, dynamic_args=False, init_strategy=options.init_strategy
+        )
+        potential = info.potential_fn
+        state, parameters = blackjax_warmup(
+            lambda z: -potential(z), info.param_info.z, options, "low_rank", warm_key
+        )
+        kernel = NUTS(
+            model, target_accept_prob=options.target_accept_prob, max_tree_depth=options.max_tree_depth,
+            dense_mass=True, inverse_mass_matrix=low_rank_to_dense(parameters["inverse_mass_matrix"]),
+            step_size=parameters["step_size"], adapt_step_size=False, adapt_mass_matrix=False,
+        )
+        hmc_state = kernel.init(sample_key, 0, init_params=state.position, model_kwargs=data)
+
+        def transition(hmc_state, _):
+            hmc_state = kernel.sample(hmc_state, (), data)
+            extra = {
+                "potential_energy": hmc_state.potential_energy,
+                "diverging": hmc_state.diverging,
+                "accept_prob": hmc_state.accept_prob,
+                "num_steps": hmc_state.num_steps,
+                "energy": hmc_state.energy,
+                "step_size": hmc_state.adapt_state.step_size,
+            }
+            return hmc_state, (hmc_state.z, extra)
+
+        _, (positions, extra) = jax.lax.scan(transition, hmc_state, None, length=options.num_samples)
+        return jax.vmap(info.postprocess_fn)(positions), extra
+
+    return chain
+
+
+def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
+    """The key of each chain, as NumPyro's ``MCMC`` makes them: ``key`` for one chain, else ``split(key, n)``."""
+    return key[None] if num_chains == 1 else jax.random.split(key, num_chains)
 
 
 def run_nuts(
@@ -110,39 +345,43 @@ def run_nuts(
 
     Chains run in parallel across ``jax.local_device_count()`` devices when there are enough of them
     (one compiled program for all chains); otherwise one after another, with a warning. ``sites`` is not
-    needed: NumPyro returns every latent and deterministic site.
+    needed: NumPyro returns every latent and deterministic site. With ``"low_rank"`` adaptation, chain
+    ``i`` is :func:`low_rank_chain` with key ``chain_keys(key, n)[i]``, ``pmap``-ed over the devices.
     """
-    parallel = jax.local_device_count() >= options.num_chains
-    mcmc = MCMC(
-        nuts_kernel(model, options),
-        num_warmup=options.num_warmup,
-        num_samples=options.num_samples,
-        num_chains=options.num_chains,
-        chain_method="parallel" if parallel else "sequential",
-        progress_bar=options.progress_bar and not parallel,
-    )
-    mcmc.run(
-        key,
-        extra_fields=("potential_energy", "diverging", "accept_prob", "num_steps", "energy", "adapt_state.step_size"),
-        **data,
-    )
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    stats = {
-        "lp": -extra["potential_energy"],
-        "diverging": extra["diverging"].astype(bool),
-        "acceptance_rate": extra["accept_prob"],
-        "n_steps": extra["num_steps"].astype(np.int64),
-        "tree_depth": tree_depth_from_steps(extra["num_steps"]),
-        "energy": extra["energy"],
-        "step_size": extra["adapt_state.step_size"],
-    }
-    warnings = chain_stats_warnings(stats, options.max_tree_depth)
-    if not parallel:
-        warnings.append(
-            f"{options.num_chains} chains ran one after another: only {jax.local_device_count()} device(s). "
-            "Import ppzoo before anything starts JAX to get parallel CPU chains."
+    adaptation = choose_adaptation(options.adaptation, unconstrained_size(model, data, options.init_strategy))
+    warnings = []
+    if adaptation == "low_rank":
+        samples, extra, num_groups = map_chains(low_rank_chain(model, options), data,
+                                                chain_keys(key, options.num_chains))
+        if num_groups > 1:
+            warnings.append(f"{options.num_chains} chains ran in {num_groups} groups: only "
+                            f"{jax.local_device_count()} device(s).")
+    else:
+        parallel = jax.local_device_count() >= options.num_chains
+        mcmc = MCMC(
+            nuts_kernel(model, options, adaptation),
+            num_warmup=options.num_warmup,
+            num_samples=options.num_samples,
+            num_chains=options.num_chains,
+            chain_method="parallel" if parallel else "sequential",
+            progress_bar=options.progress_bar and not parallel,
         )
+        mcmc.run(
+            key,
+            extra_fields=("potential_energy", "diverging", "accept_prob", "num_steps", "energy",
+                          "adapt_state.step_size"),
+            **data,
+        )
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        extra["step_size"] = extra.pop("adapt_state.step_size")
+        if not parallel:
+            warnings.append(
+                f"{options.num_chains} chains ran one after another: only {jax.local_device_count()} device(s). "
+                "Import ppzoo before anything starts JAX to get parallel CPU chains."
+            )
+    stats = _numpyro_stats(extra)
+    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation) + warnings
     return EngineResult(samples, stats, None, None, warnings)
 
 
@@ -151,15 +390,20 @@ def nuts_core(
 ) -> Callable[[jax.Array, Mapping[str, Any]], dict[str, jax.Array]]:
     """One NUTS chain as a pure function ``(key, data) -> draws of sites.latent``, ``(num_samples, *shape)``.
 
-    The same kernel and settings as :func:`run_nuts` (``init_strategy`` included), driven the way NumPyro's
-    ``MCMC`` drives one chain: ``kernel.init`` then ``kernel.sample`` for the warmup and kept iterations.
-    With the same key it reproduces a one-chain :func:`run_nuts` to float rounding.
+    The same kernel, adaptation and settings as :func:`run_nuts` (``init_strategy`` included). Window
+    adaptation ("diag", "dense") is driven the way NumPyro's ``MCMC`` drives one chain: ``kernel.init`` then
+    ``kernel.sample`` for the warmup and kept iterations; "low_rank" is :func:`low_rank_chain`. With the
+    same key it reproduces a one-chain :func:`run_nuts` to float rounding.
     """
     latent = list(sites.latent)
 
     def one_chain(key: jax.Array, data: Mapping[str, Any]) -> dict[str, jax.Array]:
         data = dict(data)
-        kernel = nuts_kernel(model, options)  # per trace: the kernel keeps the traced model's functions
+        adaptation = choose_adaptation(options.adaptation, unconstrained_size(model, data, options.init_strategy))
+        if adaptation == "low_rank":
+            draws, _ = low_rank_chain(model, options)(key, data)
+            return {k: draws[k] for k in latent}
+        kernel = nuts_kernel(model, options, adaptation)  # per trace: the kernel keeps the traced model's functions
         state = kernel.init(key, options.num_warmup, model_kwargs=data)
 
         def transition(state, _):
@@ -188,5 +432,5 @@ ENGINE = Engine(
     library="numpyro",
     draws_per_run=_num_samples,
     batch_runs="devices",
-    description="NumPyro NUTS with window adaptation",
+    description="NumPyro NUTS with diagonal, dense or low-rank mass-matrix adaptation",
 )

@@ -28,6 +28,9 @@ class EngineResult(NamedTuple):
         SVI loss (negative ELBO) per step.
     warnings : list of str
         Problems a user must see: divergences, NaN losses, chains that ran one after another.
+    diagnostics : dict or None
+        Engine-specific diagnostics by name, e.g. ``{"psis": PSISResult}`` from the SVI engine
+        (:mod:`ppzoo.inference.psis`); ``Fit.diagnostics`` keeps them.
     """
 
     samples: dict[str, np.ndarray]
@@ -35,6 +38,7 @@ class EngineResult(NamedTuple):
     params: dict[str, Any] | None
     losses: np.ndarray | None
     warnings: list[str]
+    diagnostics: dict[str, Any] | None = None
 
 
 def validate_positive(owner: str, **values: float) -> None:

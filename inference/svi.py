@@ -32,6 +32,7 @@ from numpyro.primitives import Messenger, _subsample_fn
 
 from ppzoo.buffers import fresh_buffers
 from ppzoo.extensions import SVIExtension
+from ppzoo.inference import psis
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
 
 __all__ = [
@@ -118,6 +119,16 @@ class SVIOptions(Options):
         ``"scan"`` otherwise: XLA's CPU convolutions inside a loop body run far slower than the same
         convolutions at the top level of a program (jax-ml/jax#12868; 25x for the disentanglement_lib
         conv VAE here, ``benchmarks/vae_speed.py``). NaN handling and results are the same either way.
+    psis_draws : int
+        Guide draws for the PSIS diagnostic run after training (:mod:`ppzoo.inference.psis`): the fit's
+        ``pareto_k``, the ESS of the importance weights and a warning when k-hat > 0.7; for a guide amortized
+        per datum, one k-hat per item on ``psis_items`` items. ``0`` turns the diagnostic off.
+    psis_items : int
+        Items diagnosed when every latent is per datum (VAEs, the iVAE).
+    importance_resample : bool
+        Return ``num_draws`` draws resampled by the PSIS weights of ``psis_draws`` guide draws (a corrected
+        posterior where k-hat allows it) instead of the guide's own draws. Needs a guide with a density and
+        global latents.
     """
 
     steps: int = 2000
@@ -131,6 +142,9 @@ class SVIOptions(Options):
     data_devices: int | None = None
     step_loop: StepLoop = "auto"
     optimizer: optax.GradientTransformation | None = None
+    psis_draws: int = 1000
+    psis_items: int = 256
+    importance_resample: bool = False
 
     def __post_init__(self) -> None:
         validate_positive(
@@ -171,6 +185,19 @@ class SVIOptions(Options):
             )
         if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
             raise TypeError(f"SVI option `guide` must be a name or a callable; got {self.guide!r}.")
+        for name in ("psis_draws", "psis_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or 0 < value < 5:
+                raise ValueError(f"SVI option `{name}` must be 0 (off) or an integer of at least 5; got {value!r}. "
+                                 "Typical: psis_draws=1000, psis_items=256.")
+        if not isinstance(self.importance_resample, bool):
+            raise TypeError(f"SVI option `importance_resample` must be True or False; got {self.importance_resample!r}.")
+        if self.importance_resample and self.guide == "auto_delta":
+            raise ValueError("SVI option importance_resample=True needs a guide with a density, but guide='auto_delta' "
+                             "is a point estimate: there are no importance weights. Use guide='auto_normal' or 'auto_mvn'.")
+        if self.importance_resample and self.psis_draws == 0:
+            raise ValueError("SVI option importance_resample=True resamples the PSIS draws, but psis_draws=0; "
+                             "use psis_draws=1000 (or more).")
 
 
 def floyd_subsample(size: int, subsample_size: int, rng_key: jax.Array | None = None) -> jax.Array:
@@ -572,6 +599,8 @@ def run_svi(
     """
     init_key, _, draw_key = jax.random.split(key, 3)
     guide = make_guide(model, options.guide)
+    if options.importance_resample:  # before anything compiles
+        psis.check_resample(guide, sites)
     extension = extension_of(options, guide)
     svi = make_svi(model, guide, options)
     arrays, static = split_data(data)
@@ -595,11 +624,15 @@ def run_svi(
         if bar is not None:
             bar.close()
     params = svi.get_params(state.svi)
-    samples, stats = draw(model, guide, params, draw_key, data, sites, options.num_draws)
+    diagnosis, resampled, psis_warnings = psis.diagnose_fit(
+        model, guide, params, jax.random.fold_in(draw_key, 1), data, sites, psis_draws=options.psis_draws,
+        psis_items=options.psis_items, importance_resample=options.importance_resample, num_draws=options.num_draws)
+    samples, stats = resampled or draw(model, guide, params, draw_key, data, sites, options.num_draws)
     out_params = jax.device_get(params)
     if extension is not None:
         out_params = {**out_params, f"{extension.name}$state": jax.device_get(state.extension)}
-    return EngineResult(samples, stats, out_params, losses, warnings)
+    return EngineResult(samples, stats, out_params, losses, warnings + psis_warnings,
+                        diagnostics={"psis": diagnosis} if diagnosis is not None else None)
 
 
 def svi_core(
@@ -612,6 +645,9 @@ def svi_core(
     The options that only lay out the work (``chunk_size``, ``step_loop``, ``data_devices``,
     ``progress_bar``) have nothing to lay out in one traced run.
     """
+    if options.importance_resample:
+        raise ValueError("SVI option importance_resample=True is not available in SBC: PSIS smoothing runs on the "
+                         "host, outside the traced run. Run SBC without it.")
     latent = list(sites.latent)
 
     def one_fit(key: jax.Array, data: Mapping[str, Any]) -> dict[str, jax.Array]:

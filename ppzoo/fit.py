@@ -421,6 +421,9 @@ class Fit:
         The model's sites by role, with their dimension names.
     keys : FitKeys
         The run's random keys by job (engine, posterior predictive, prior).
+    diagnostics : dict
+        The engine's own diagnostics by name: ``"psis"`` (SVI) is the
+        :class:`ppzoo.inference.psis.PSISResult` of the fitted guide; see :attr:`pareto_k`.
     """
 
     model: Callable[..., Any]
@@ -438,6 +441,7 @@ class Fit:
     sites: ModelSites
     keys: FitKeys | None = dataclasses.field(repr=False, default=None)
     fixed_params: dict[str, Any] | None = dataclasses.field(repr=False, default=None)
+    diagnostics: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
     # DataTrees by (predictive_draws, prior_draws): built on first use, then shared (the fit is frozen).
     _trees: dict[tuple[int, int], Any] = dataclasses.field(init=False, repr=False, default_factory=dict)
 
@@ -448,6 +452,16 @@ class Fit:
     @property
     def model_name(self) -> str:
         return getattr(self.model, "__name__", type(self.model).__name__)
+
+    @property
+    def pareto_k(self) -> float | None:
+        """The PSIS k-hat of the fitted guide (SVI; above 0.7: unreliable), ``None`` without one (MCMC).
+
+        For a guide amortized per datum it is the median of the items' k-hats; the share of items above 0.7
+        and each item's k-hat are in ``fit.diagnostics["psis"]``.
+        """
+        psis = self.diagnostics.get("psis")
+        return None if psis is None else float(psis.pareto_k)
 
     @property
     def num_chains(self) -> int:
@@ -630,4 +644,5 @@ def fit(
         sites=sites,
         keys=keys,
         fixed_params=dict(params) if params is not None else None,
+        diagnostics=dict(result.diagnostics or {}),
     )

@@ -16,6 +16,7 @@ import numpyro.distributions as dist
 import pytest
 
 import ppzoo
+from ppzoo import inference
 from ppzoo.inference.nuts import ADAPTATIONS, NUTSOptions, chain_stats_warnings, choose_adaptation
 
 DIM = 6
@@ -50,6 +51,7 @@ def steps_per_draw():
                                ("nuts", "low_rank")]:
         fit = ppzoo.fit(correlated_gaussian, data, engine=engine, adaptation=adaptation, **RUN)
         out[engine, adaptation] = (np.asarray(fit.sample_stats["n_steps"]).mean(axis=1), fit.warnings)
+    out["fit"] = fit  # NumPyro after the low-rank warmup, for the core test
     return out
 
 
@@ -66,7 +68,8 @@ def test_dense_and_low_rank_need_5x_fewer_steps_than_diagonal(steps_per_draw):
 
 
 def test_healthy_chains_raise_no_stuck_warning(steps_per_draw):
-    for key, (_, warnings) in steps_per_draw.items():
+    for key in [("blackjax", "diag"), ("blackjax", "dense"), ("blackjax", "low_rank"), ("nuts", "low_rank")]:
+        _, warnings = steps_per_draw[key]
         assert not [w for w in warnings if "stuck" in w], (key, warnings)
 
 
@@ -111,3 +114,16 @@ def test_auto_rule():
     assert choose_adaptation("diag", 10_000) == "diag"
     assert choose_adaptation("auto", 26) == "dense"
     assert choose_adaptation("auto", 205) == "low_rank"
+
+
+
+def test_low_rank_core_is_the_program_fit_runs(steps_per_draw):
+    """SBC's core honours ``adaptation`` (resolved inside the trace): with chain 0's key it draws what chain
+    0 of the fit drew, to float32 rounding (the programs differ only in XLA's fusion)."""
+    fit = steps_per_draw["fit"]
+    options = inference.get("nuts").options(num_warmup=RUN["num_warmup"], num_samples=RUN["num_samples"],
+                                            num_chains=1, adaptation="low_rank")
+    core = inference.get("nuts").core(correlated_gaussian, options, fit.sites)
+    key = jax.random.split(fit.keys.engine, RUN["num_chains"])[0]
+    draws = jax.jit(core)(key, {"cov": jnp.asarray(correlated_cov())})
+    np.testing.assert_allclose(np.asarray(draws["x"]), fit.samples["x"][0], rtol=1e-3, atol=1e-3)

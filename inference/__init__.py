@@ -7,11 +7,12 @@ at run time, e.g. from a test or a plug-in).
 """
 
 from ppzoo.extensions import SVIExtension
-from ppzoo.inference import adversarial, blackjax_nuts, nuts, svi
+from ppzoo.inference import adversarial, blackjax_nuts, nuts, pathfinder, svi
 from ppzoo.inference.adversarial import AdversarialOptions
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data
 from ppzoo.inference.blackjax_nuts import run_blackjax
 from ppzoo.inference.nuts import NUTSOptions, run_nuts
+from ppzoo.inference.pathfinder import PathfinderOptions, run_pathfinder
 from ppzoo.inference.svi import GUIDES, SVIOptions, run_svi
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "names",
     "NUTSOptions",
     "SVIOptions",
+    "PathfinderOptions",
+    "run_pathfinder",
     "AdversarialOptions",
     "SVIExtension",
     "GUIDES",
@@ -73,3 +76,4 @@ register(svi.ENGINE)
 register(nuts.ENGINE)
 register(blackjax_nuts.ENGINE)
 register(adversarial.ENGINE)
+register(pathfinder.ENGINE)

@@ -9,9 +9,9 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.util import initialize_model
 
 from ppzoo.inference._base import Engine, EngineResult
+from ppzoo.inference.pathfinder import initialize
 from ppzoo.inference.nuts import (
     NUTSOptions,
     blackjax_warmup,
@@ -71,7 +71,8 @@ def blackjax_chain(
 ) -> Callable[[jax.Array, Mapping[str, Any]], tuple[Draws, dict[str, jax.Array]]]:
     """One chain as a pure function ``(key, data) -> (draws, stats)``: start, adapt, sample.
 
-    NumPyro's :func:`~numpyro.infer.util.initialize_model` gives the start (``options.init_strategy``),
+    NumPyro's :func:`~numpyro.infer.util.initialize_model` gives the start (``options.init_strategy``; for
+    ``"pathfinder"``, :func:`ppzoo.inference.pathfinder.initialize`),
     the potential in the unconstrained space and the map back to constrained values (deterministic sites
     included); :func:`one_chain` does the rest. :func:`run_blackjax` maps it over chains, SBC over
     simulations.
@@ -79,9 +80,7 @@ def blackjax_chain(
 
     def chain(key: jax.Array, data: Mapping[str, Any]) -> tuple[Draws, dict[str, jax.Array]]:
         init_key, run_key = jax.random.split(key)
-        info = initialize_model(
-            init_key, model, model_kwargs=dict(data), dynamic_args=False, init_strategy=options.init_strategy
-        )
+        info = initialize(init_key, model, data, options.init_strategy)
         potential = info.potential_fn
         return one_chain(lambda position: -potential(position), info.postprocess_fn, options, run_key,
                          info.param_info.z)

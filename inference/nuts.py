@@ -19,6 +19,7 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform
 from numpyro.infer.util import initialize_model
 
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
+from ppzoo.inference.pathfinder import PATHFINDER, initialize, numpyro_strategy, pathfinder_starts, start_position
 
 __all__ = [
     "NUTSOptions",
@@ -72,9 +73,11 @@ class NUTSOptions(Options):
         Maximal tree depth (a trajectory has at most ``2**max_tree_depth - 1`` leapfrog steps).
     progress_bar : bool
         Show progress (NumPyro engine only; BlackJAX runs the chains as one compiled program).
-    init_strategy : callable
+    init_strategy : callable or "pathfinder"
         Where chains start: a NumPyro init strategy (``numpyro.infer.init_to_uniform`` by default,
-        ``init_to_median``, ``init_to_value(values={...})``). Stiff ODE models need a start near the mode.
+        ``init_to_median``, ``init_to_value(values={...})``), or ``"pathfinder"``: each chain at its own draw
+        of multi-path Pathfinder (:func:`ppzoo.inference.pathfinder.initialize`), near the posterior's bulk,
+        so warmup has less to travel. Stiff ODE models need a start near the mode.
     """
 
     num_warmup: int = 1000
@@ -85,7 +88,7 @@ class NUTSOptions(Options):
     dense_mass: bool = False
     max_tree_depth: int = 10
     progress_bar: bool = False
-    init_strategy: Callable[..., Any] = init_to_uniform
+    init_strategy: Callable[..., Any] | str = init_to_uniform
 
     def __post_init__(self) -> None:
         if not isinstance(self.adaptation, str) or self.adaptation not in ADAPTATIONS:
@@ -103,10 +106,10 @@ class NUTSOptions(Options):
                     "is the old spelling of adaptation='dense'; pass only adaptation."
                 )
             object.__setattr__(self, "adaptation", "dense")
-        if not callable(self.init_strategy):
+        if not (callable(self.init_strategy) or (isinstance(self.init_strategy, str) and self.init_strategy == PATHFINDER)):
             raise TypeError(
                 "NUTS option `init_strategy` must be a NumPyro init strategy such as "
-                f"numpyro.infer.init_to_median; got {self.init_strategy!r}."
+                f"numpyro.infer.init_to_median, or 'pathfinder'; got {self.init_strategy!r}."
             )
         validate_positive(
             "NUTS", num_samples=self.num_samples, num_chains=self.num_chains, max_tree_depth=self.max_tree_depth
@@ -150,7 +153,7 @@ def unconstrained_size(model: Callable[..., Any], data: Mapping[str, Any], init_
     """Number of unconstrained dimensions NUTS moves in (shapes only: nothing is computed or compiled)."""
     z = jax.eval_shape(
         lambda key: initialize_model(
-            key, model, model_kwargs=dict(data), dynamic_args=False, init_strategy=init_strategy
+            key, model, model_kwargs=dict(data), dynamic_args=False, init_strategy=numpyro_strategy(init_strategy)
         ).param_info.z,
         jax.random.key(0),
     )
@@ -268,7 +271,7 @@ def nuts_kernel(model: Callable[..., Any], options: NUTSOptions, adaptation: str
         target_accept_prob=options.target_accept_prob,
         dense_mass=adaptation == "dense",
         max_tree_depth=options.max_tree_depth,
-        init_strategy=options.init_strategy,
+        init_strategy=numpyro_strategy(options.init_strategy),
     )
 
 
@@ -298,9 +301,7 @@ def low_rank_chain(
     def chain(key: jax.Array, data: Mapping[str, Any]) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         data = dict(data)
         init_key, warm_key, sample_key = jax.random.split(key, 3)
-        info = initialize_model(
-            init_key, model, model_kwargs=data, dynamic_args=False, init_strategy=options.init_strategy
-        )
+        info = initialize(init_key, model, data, options.init_strategy)
         potential = info.potential_fn
         state, parameters, _ = blackjax_warmup(
             lambda z: -potential(z), info.param_info.z, options, "low_rank", warm_key
@@ -369,6 +370,7 @@ def run_nuts(
         )
         mcmc.run(
             key,
+            init_params=_pathfinder_init_params(model, data, key, options),
             extra_fields=("potential_energy", "diverging", "accept_prob", "num_steps", "energy",
                           "adapt_state.step_size"),
             **data,
@@ -384,6 +386,15 @@ def run_nuts(
     stats = _numpyro_stats(extra)
     warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation) + warnings
     return EngineResult(samples, stats, None, None, warnings)
+
+
+def _pathfinder_init_params(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array,
+                            options: NUTSOptions) -> Any:
+    """``init_strategy="pathfinder"``: each chain's start (chain key as NumPyro's ``MCMC`` splits it), else None."""
+    if not (isinstance(options.init_strategy, str) and options.init_strategy == PATHFINDER):
+        return None
+    starts = pathfinder_starts(model, data, chain_keys(key, options.num_chains))
+    return jax.tree.map(lambda x: x[0], starts) if options.num_chains == 1 else starts
 
 
 def nuts_core(
@@ -405,7 +416,8 @@ def nuts_core(
             draws, _ = low_rank_chain(model, options)(key, data)
             return {k: draws[k] for k in latent}
         kernel = nuts_kernel(model, options, adaptation)  # per trace: the kernel keeps the traced model's functions
-        state = kernel.init(key, options.num_warmup, model_kwargs=data)
+        init_params = start_position(key, model, data) if options.init_strategy == PATHFINDER else None
+        state = kernel.init(key, options.num_warmup, init_params=init_params, model_kwargs=data)
 
         def transition(state, _):
             state = kernel.sample(state, (), data)

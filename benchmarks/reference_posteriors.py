@@ -67,7 +67,7 @@ from ppzoo.reference import (  # noqa: E402
 
 __all__ = ["run_numpyro", "run_ppzoo_fit", "reference_init_params", "main"]
 
-ENGINES = ("numpyro", "nuts", "blackjax", "svi_normal", "svi_mvn")
+ENGINES = ("numpyro", "nuts", "blackjax", "svi_normal", "svi_mvn", "pathfinder")
 
 #: SVI variants: autoguide and steps (Adam 1e-2, then 4000 draws from the guide).
 SVI_GUIDES = {"svi_normal": "auto_normal", "svi_mvn": "auto_mvn"}
@@ -134,11 +134,14 @@ def run_numpyro(
     }
 
 
-def run_ppzoo_fit(ref, engine: str, *, seed: int, num_warmup: int, num_samples: int, num_chains: int):
+def run_ppzoo_fit(ref, engine: str, *, seed: int, num_warmup: int, num_samples: int, num_chains: int,
+                  pathfinder_init: bool = False):
     """``ppzoo.fit`` with the given engine; returns (samples dict, extra dict).
 
     Cases in ``INIT_FROM_REFERENCE`` start at the reference posterior's median (``init_strategy``), for
-    the reason given there; all others at NumPyro's default random start.
+    the reason given there; all others at NumPyro's default random start, or with ``pathfinder_init`` at
+    Pathfinder draws (``init_strategy="pathfinder"``). ``pathfinder`` is the Pathfinder engine at its
+    defaults (1000 draws resampled from 4 paths x 1000; its k-hat is the extra ``pareto_k``).
     """
     from numpyro.infer import init_to_uniform, init_to_value
 
@@ -147,8 +150,10 @@ def run_ppzoo_fit(ref, engine: str, *, seed: int, num_warmup: int, num_samples: 
     if ref.name in INIT_FROM_REFERENCE:
         init = init_to_value(values={k: np.median(v.reshape((-1,) + v.shape[2:]), axis=0) for k, v in ref.draws.items()})
     else:
-        init = init_to_uniform
-    if engine in SVI_GUIDES:
+        init = "pathfinder" if pathfinder_init else init_to_uniform
+    if engine == "pathfinder":
+        result = fit(ref.model, ref.data, engine="pathfinder", seed=seed)
+    elif engine in SVI_GUIDES:
         result = fit(ref.model, ref.data, engine="svi", seed=seed, guide=SVI_GUIDES[engine], steps=10_000,
                      learning_rate=1e-2, num_draws=4000)
     else:
@@ -165,6 +170,8 @@ def run_ppzoo_fit(ref, engine: str, *, seed: int, num_warmup: int, num_samples: 
         )
     samples = {k: np.asarray(v) for k, v in result.samples.items()}
     extra: dict = {}
+    if getattr(result, "pareto_k", None) is not None:
+        extra["pareto_k"] = result.pareto_k
     try:
         stats = result.to_arviz()["sample_stats"]
         extra["divergences"] = int(np.asarray(stats["diverging"]).sum())
@@ -195,10 +202,11 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
     )
     parser.add_argument(
         "--init",
-        choices=("auto", "random", "reference"),
+        choices=("auto", "random", "reference", "pathfinder"),
         default="auto",
         help="numpyro engine: start chains at random points, at reference draws, or (auto) at reference draws "
-        "only for the cases in INIT_FROM_REFERENCE; ppzoo.fit engines start those cases at the reference median",
+        "only for the cases in INIT_FROM_REFERENCE; ppzoo.fit engines start those cases at the reference median; "
+        "pathfinder: nuts/blackjax chains start at Pathfinder draws (init_strategy='pathfinder')",
     )
     parser.add_argument("--csv", help="also write the per-parameter comparison to this CSV file")
     parser.add_argument(
@@ -232,6 +240,7 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
                         samples, extra = run_ppzoo_fit(
                             ref, engine, seed=args.seed, num_warmup=args.num_warmup,
                             num_samples=args.num_samples, num_chains=args.num_chains,
+                            pathfinder_init=args.init == "pathfinder",
                         )
             except Exception as error:  # one broken engine/case must not hide the rest of the table
                 if str(error):
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
 
 #: Column titles of the README table, by engine.
 ENGINE_TITLES = {"numpyro": "NumPyro NUTS", "nuts": "NUTS", "blackjax": "BlackJAX", "svi_normal": "SVI AutoNormal",
-                 "svi_mvn": "SVI AutoMVN"}
+                 "svi_mvn": "SVI AutoMVN", "pathfinder": "Pathfinder"}
 
 
 def write_table_results(folder: str, summary: pd.DataFrame, errors: list[dict], args: argparse.Namespace) -> None:

@@ -12,9 +12,11 @@ default, and ppzoo's). PyMC and nutpie live in their own virtual environment; th
 run in that interpreter (``--pymc-worker``: one request as JSON on stdin, draws as JSON on stdout), so the
 project's environment never imports PyMC.
 
-Cases: four posteriordb ports from :mod:`ppzoo.reference` (their data and NumPyro model as they are) and a
-simulated hierarchical logistic regression (:func:`hier_logistic`: 20 groups x 50 observations, 3
-covariates, non-centred group intercepts). The PyMC models copy the ports site by site: same priors, same
+Cases: five posteriordb ports from :mod:`ppzoo.reference` (their data and NumPyro model as they are; diamonds
+has 26 strongly correlated parameters) and a simulated hierarchical logistic regression (:func:`hier_logistic`:
+20 groups x 50 observations, 3 covariates, non-centred group intercepts, 24 parameters; ``hier_logistic_200``
+is the same model at 10x the groups, 204 parameters), the two last cases being where sampling, not
+compiling, takes the time. The PyMC models copy the ports site by site: same priors, same
 parameterisation (``theta_trans`` for eight schools, a flat ``beta`` for kidiq), same data, same names. Before
 sampling, each PyMC model's log density (with Jacobians) is evaluated at a random unconstrained point and
 compared with NumPyro's ``-potential_energy`` there (in float64): column ``logp_diff``.
@@ -26,7 +28,14 @@ Timing. ``compile_s``: ppzoo's ``fit.timings["compile_s"]`` (JAX tracing, loweri
 every scalar of the named variables (latent sites and deterministic ones like eight schools' ``theta``),
 computed here in the same way for every engine. ``ess_per_s`` divides it by ``sample_s`` only;
 ``ess_per_s_total`` by compile + sample. ``ratio`` is ``ess_per_s`` over that of ppzoo ``nuts`` on the same
-case. ``steps`` is the mean number of leapfrog steps per draw (gradient evaluations).
+case. ``steps`` is the mean number of leapfrog steps per draw (gradient evaluations) after warmup;
+``warmup_grads`` the gradient evaluations of all chains' warmups and ``ess_per_1000_grads`` the minimum
+bulk ESS per 1000 gradient evaluations, warmup included (``min_ess_bulk / (warmup_grads + draws x steps)``).
+nutpie reports its warmup's ``n_steps`` itself; for ppzoo's engines the warmup is run again with the same
+engine, settings and adaptation (:func:`warmup_gradients`, another key: the count is a measurement of the same
+warmup, not of the very same trajectories). ``adaptation`` is the mass-matrix adaptation that ran: ppzoo's
+``adaptation="auto"`` choice (``--adaptation`` sets another), nutpie's default (diagonal, fitted to draws and
+gradients).
 
 Precision: JAX runs in float32 unless ``--x64``; PyMC/nutpie run in float64.
 
@@ -61,6 +70,8 @@ CASES = {
     "arK": "arK-arK",
     "kidiq": "kidiq-kidscore_interaction",
     "hier_logistic": "hier_logistic",
+    "diamonds": "diamonds-diamonds",
+    "hier_logistic_200": "hier_logistic (200 groups)",
 }
 
 #: Variables whose scalars enter the minimum bulk ESS (the same names in NumPyro and PyMC).
@@ -70,7 +81,12 @@ ESS_VARS = {
     "arK": ["alpha", "beta", "sigma"],
     "kidiq": ["beta", "sigma"],
     "hier_logistic": ["alpha_mu", "alpha_sigma", "alpha_raw", "beta", "alpha"],
+    "diamonds": ["b", "Intercept", "sigma"],
+    "hier_logistic_200": ["alpha_mu", "alpha_sigma", "alpha_raw", "beta", "alpha"],
 }
+
+#: Groups of the simulated hierarchical logistic regressions (50 observations each).
+HIER_GROUPS = {"hier_logistic": 20, "hier_logistic_200": 200}
 
 ENGINES = ("nuts", "blackjax", "nutpie")
 JSON_TAG = "NUTS_SPEED_JSON "
@@ -130,7 +146,14 @@ def pymc_model(case: str, data: dict):
             beta = pm.Flat("beta", shape=4)
             sigma = pm.HalfCauchy("sigma", 2.5)
             pm.Normal("kid_score", pm.math.dot(design, beta), sigma, observed=np.asarray(data["kid_score"], float))
-        elif case == "hier_logistic":  # hier_logistic below
+        elif case == "diamonds":  # ppzoo.reference.diamonds
+            X, Y = np.asarray(data["X"], float), np.asarray(data["Y"], float)
+            Xc = X[:, 1:] - X[:, 1:].mean(axis=0)
+            b = pm.Normal("b", 0.0, 1.0, shape=Xc.shape[1])
+            intercept = pm.StudentT("Intercept", nu=3.0, mu=8.0, sigma=10.0)
+            sigma = pm.HalfStudentT("sigma", nu=3.0, sigma=10.0)
+            pm.Normal("Y", intercept + pm.math.dot(Xc, b), sigma, observed=Y)
+        elif case in HIER_GROUPS:  # hier_logistic below
             X, group, y = np.asarray(data["X"], float), np.asarray(data["group"], int), np.asarray(data["y"], int)
             alpha_mu = pm.Normal("alpha_mu", 0.0, 2.5)
             alpha_sigma = pm.HalfNormal("alpha_sigma", 1.0)
@@ -181,6 +204,8 @@ def pymc_worker() -> None:
         "draws": {name: np.asarray(posterior[name].values).tolist() for name in request["var_names"]},
         "divergences": int(np.asarray(stats["diverging"].values).sum()),
         "steps": float(np.asarray(stats["n_steps"].values).mean()),
+        "warmup_grads": int(np.asarray(trace["warmup_sample_stats"]["n_steps"].values).sum()),
+        "adaptation": "diag (nutpie default)",
         "logp": logp,
         "versions": {"pymc": pm.__version__, "nutpie": nutpie.__version__},
     }
@@ -216,8 +241,8 @@ def hier_logistic(*, X, group, y, num_groups: int) -> None:
 
 def load_case(short: str):
     """(NumPyro model, data dict) of a case."""
-    if short == "hier_logistic":
-        return hier_logistic, simulate_hier_logistic()
+    if short in HIER_GROUPS:
+        return hier_logistic, simulate_hier_logistic(num_groups=HIER_GROUPS[short])
     from ppzoo.reference import load_reference
 
     ref = load_reference(CASES[short])
@@ -253,19 +278,58 @@ def to_jsonable(data: dict) -> dict:
     return {k: (np.asarray(v).tolist() if hasattr(v, "shape") or isinstance(v, list) else v) for k, v in data.items()}
 
 
+def warmup_gradients(engine: str, model, data, options, seed: int) -> tuple[str, int]:
+    """The adaptation ``options`` run on ``model`` and the gradient evaluations of all chains' warmups.
+
+    The warmup is run again, alone, with the engine's own pieces: NumPyro's ``MCMC.warmup`` with the
+    engine's kernel for "diag" and "dense" on ``nuts``; :func:`ppzoo.inference.nuts.blackjax_warmup` from
+    the engine's start otherwise (``blackjax``, and ``nuts`` with "low_rank", whose warmup is BlackJAX's).
+    """
+    import jax
+    from numpyro.infer import MCMC
+    from numpyro.infer.util import initialize_model
+
+    from ppzoo.inference.nuts import (blackjax_warmup, choose_adaptation, map_chains, nuts_kernel,
+                                      unconstrained_size)
+
+    adaptation = choose_adaptation(options.adaptation, unconstrained_size(model, data, options.init_strategy))
+    key = jax.random.key(seed + 1)
+    if engine == "nuts" and adaptation != "low_rank":
+        mcmc = MCMC(nuts_kernel(model, options, adaptation), num_warmup=options.num_warmup, num_samples=1,
+                    num_chains=options.num_chains, progress_bar=False,
+                    chain_method="parallel" if jax.local_device_count() >= options.num_chains else "sequential")
+        mcmc.warmup(key, collect_warmup=True, extra_fields=("num_steps",), **data)
+        return adaptation, int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
+
+    def chain(key, data):
+        init_key, warm_key = jax.random.split(key)
+        info = initialize_model(init_key, model, model_kwargs=dict(data), dynamic_args=False,
+                                init_strategy=options.init_strategy)
+        potential = info.potential_fn
+        _, _, grads = blackjax_warmup(lambda z: -potential(z), info.param_info.z, options, adaptation, warm_key)
+        return {"grads": grads}, {}
+
+    counts, _, _ = map_chains(chain, data, jax.random.split(key, options.num_chains))
+    return adaptation, int(np.asarray(counts["grads"]).sum())
+
+
 def run_ppzoo(engine: str, model, data, args, var_names) -> dict:
     import ppzoo
+    from ppzoo.inference import get
 
-    fit = ppzoo.fit(
-        model, data, engine=engine, seed=args.seed, num_warmup=args.num_warmup, num_samples=args.num_samples,
-        num_chains=args.num_chains, target_accept_prob=0.8,
-    )
+    settings = dict(num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
+                    target_accept_prob=0.8, adaptation=args.adaptation)
+    fit = ppzoo.fit(model, data, engine=engine, seed=args.seed, **settings)
+    adaptation, warmup_grads = warmup_gradients(engine, model, data, get(engine).options(**settings), args.seed)
     return {
         "compile_s": fit.timings["compile_s"],
         "sample_s": fit.timings["run_s"],
         "min_ess_bulk": min_ess_bulk(fit.samples, var_names),
         "divergences": int(np.asarray(fit.sample_stats["diverging"]).sum()),
         "steps": float(np.asarray(fit.sample_stats["n_steps"]).mean()),
+        "warmup_grads": warmup_grads,
+        "adaptation": adaptation,
+        "warnings": [w for w in fit.warnings if "stuck" in w],
     }
 
 
@@ -304,6 +368,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--num-chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adaptation", default="auto", choices=("auto", "diag", "dense", "low_rank"),
+                        help="ppzoo engines' mass-matrix adaptation (nutpie keeps its default)")
     parser.add_argument("--x64", action="store_true", help="run JAX in float64 (PyMC always is)")
     parser.add_argument(
         "--pymc-python", help="interpreter with pymc and nutpie installed (nutpie is skipped without it)"
@@ -348,6 +414,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 else:
                     result = run_ppzoo(engine, model, data, args, var_names)
                 row.update(result)
+                row["grads"] = row["warmup_grads"] + row["steps"] * args.num_samples * args.num_chains
+                row["ess_per_1000_grads"] = 1000.0 * row["min_ess_bulk"] / row["grads"]
                 row["ess_per_s"] = row["min_ess_bulk"] / row["sample_s"]
                 row["ess_per_s_total"] = row["min_ess_bulk"] / (row["compile_s"] + row["sample_s"])
             except Exception as error:  # one failure must not hide the rest of the table
@@ -355,7 +423,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             print(f"  {short:14s} {engine:9s} " + (
                 row["error"] if "error" in row else
-                f"compile {row['compile_s']:.1f}s sample {row['sample_s']:.1f}s min ESS {row['min_ess_bulk']:.0f}"
+                f"compile {row['compile_s']:.1f}s sample {row['sample_s']:.1f}s min ESS {row['min_ess_bulk']:.0f} "
+                f"steps {row['steps']:.1f} ESS/1000 grads {row['ess_per_1000_grads']:.1f} ({row['adaptation']})"
             ), flush=True)
         base = next((r for r in rows if r["case"] == short and r["engine"] == "nuts" and "ess_per_s" in r), None)
         for r in rows:
@@ -364,7 +433,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     print()
     print(f"{'case':14s} {'engine':9s} {'compile_s':>9s} {'sample_s':>8s} {'min_ess_bulk':>12s} {'ess_per_s':>9s} "
-          f"{'ratio':>6s} {'ess/s total':>11s} {'steps':>6s} {'div':>4s} {'logp_diff':>9s}")
+          f"{'ratio':>6s} {'ess/s total':>11s} {'steps':>6s} {'ESS/kgrad':>9s} {'div':>4s} {'logp_diff':>9s} adaptation")
     for r in rows:
         if "error" in r:
             print(f"{r['case']:14s} {r['engine']:9s} ERROR {r['error']}")
@@ -372,7 +441,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         logp_diff = f"{r['logp_diff']:9.1e}" if "logp_diff" in r else f"{'':9s}"
         print(f"{r['case']:14s} {r['engine']:9s} {r['compile_s']:9.2f} {r['sample_s']:8.2f} {r['min_ess_bulk']:12.0f} "
               f"{r['ess_per_s']:9.1f} {r['ratio']:6.2f} {r['ess_per_s_total']:11.1f} {r['steps']:6.1f} "
-              f"{r['divergences']:4d} {logp_diff}")
+              f"{r['ess_per_1000_grads']:9.1f} {r['divergences']:4d} {logp_diff} {r['adaptation']}")
     print()
     print(f"machine: {machine()} (end)")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -393,11 +462,16 @@ def _cell(rows: dict, engine: str, field: str, fmt: str) -> str:
     return format(row[field], fmt)
 
 
+def _cells(runs: dict, field: str, fmt: str) -> str:
+    return " / ".join(_cell(runs, e, field, fmt) for e in ENGINES)
+
+
 def write_table_results(folder: str, rows: list[dict], versions: dict, args: argparse.Namespace,
                         load: tuple[float, float, float]) -> None:
     """``folder/results.json``: each row's numbers under ``<case>_<engine>_<field>``, and the markdown table the
-    README shows (ppzoo's NUTS ESS/s and min ESS, the other engines' ESS/s as a ratio to it, gradient
-    evaluations per draw, compile seconds, ESS/s counting compilation)."""
+    README shows: per case the adaptation that ran, gradient evaluations per draw, minimum bulk ESS per 1000
+    gradients (warmup included), minimum bulk ESS per second of sampling and per second counting compilation,
+    and compile seconds, each as nuts / blackjax / nutpie."""
     from pathlib import Path
 
     from ppzoo.results import key, write_results
@@ -406,22 +480,20 @@ def write_table_results(folder: str, rows: list[dict], versions: dict, args: arg
     values: dict = {}
     for row in rows:
         for field in ("compile_s", "sample_s", "min_ess_bulk", "ess_per_s", "ess_per_s_total", "ratio", "steps",
-                      "divergences"):
+                      "divergences", "warmup_grads", "ess_per_1000_grads", "adaptation"):
             if field in row:
                 values[key(row["case"], row["engine"], field)] = row[field]
     by_case: dict = {}
     for row in rows:
         by_case.setdefault(row["case"], {})[row["engine"]] = row
-    lines = ["| case | ppzoo nuts min ESS | ppzoo nuts ESS/s | blackjax / nuts | nutpie / nuts | "
-             "steps per draw (nuts, blackjax, nutpie) | compile s (nuts, blackjax, nutpie) | "
-             "ESS/s incl. compile (nuts, nutpie) |", "| --- |" + " --- |" * 7]
+    lines = ["| case | adaptation (nuts / blackjax / nutpie) | gradients per draw | min ESS per 1000 gradients, "
+             "warmup included | min ESS/s sampling | min ESS/s incl. compile | compile s |",
+             "| --- |" + " --- |" * 6]
     for case, runs in by_case.items():
         lines.append(" | ".join([
-            f"| {CASES[case]}", _cell(runs, "nuts", "min_ess_bulk", ".0f"), _cell(runs, "nuts", "ess_per_s", ".0f"),
-            _cell(runs, "blackjax", "ratio", ".2f"), _cell(runs, "nutpie", "ratio", ".2f"),
-            ", ".join(_cell(runs, e, "steps", ".1f") for e in ENGINES),
-            ", ".join(_cell(runs, e, "compile_s", ".1f") for e in ENGINES),
-            ", ".join(_cell(runs, e, "ess_per_s_total", ".0f") for e in ("nuts", "nutpie")),
+            f"| {CASES[case]}", _cells(runs, "adaptation", "s"), _cells(runs, "steps", ".1f"),
+            _cells(runs, "ess_per_1000_grads", ".1f"), _cells(runs, "ess_per_s", ".0f"),
+            _cells(runs, "ess_per_s_total", ".0f"), _cells(runs, "compile_s", ".1f"),
         ]) + " |")
     values["table"] = "\n".join(lines)
     values["load_average_end"] = round(load[0], 1)

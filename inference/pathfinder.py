@@ -150,14 +150,18 @@ def numpyro_strategy(init_strategy: Any) -> Callable[..., Any]:
     return init_to_uniform if isinstance(init_strategy, str) and init_strategy == PATHFINDER else init_strategy
 
 
-def check_model(model: Callable[..., Any], data: Mapping[str, Any], *, engine: str = "pathfinder") -> None:
+def check_model(model: Callable[..., Any], data: Mapping[str, Any], *, engine: str = "pathfinder",
+                refuse_params: bool = True) -> None:
     """Refuse a model Pathfinder cannot approximate, from an abstract trace (nothing is computed or compiled).
+
+    ``refuse_params=False`` lets ``numpyro.param`` sites through: :func:`ppzoo.fit` has already refused
+    those it was not given (``params=``), and given ones are substituted, yet still traced as param sites.
 
     Raises
     ------
     ValueError
-        A discrete latent site (Pathfinder moves in a continuous space) or a learnable ``numpyro.param``
-        site that was not given (Pathfinder does not learn parameters); the message names the site.
+        A discrete latent site (Pathfinder moves in a continuous space) or, with ``refuse_params``, a
+        learnable ``numpyro.param`` site (Pathfinder does not learn parameters); the message names the site.
     """
     arrays, static = split_data(data)
     found: dict[str, list[str]] = {"discrete": [], "params": []}
@@ -184,7 +188,7 @@ def check_model(model: Callable[..., Any], data: Mapping[str, Any], *, engine: s
             "is discrete. Marginalise it out (e.g. a mixture as dist.MixtureSameFamily) or fit the model with "
             "engine='nuts' after marking it infer={'enumerate': 'parallel'}."
         )
-    if found["params"]:
+    if found["params"] and refuse_params:
         raise ValueError(
             f"engine={engine!r} does not learn parameters, but the model has numpyro.param site(s) "
             f"{', '.join(map(repr, found['params']))}. Fit it with engine='svi' first, then pass "
@@ -291,9 +295,10 @@ def run_pathfinder(
     Raises
     ------
     ValueError
-        See :func:`check_model` (before anything compiles).
+        A discrete latent site, see :func:`check_model` (before anything compiles). Learnable parameters
+        not given to :func:`ppzoo.fit` are refused there (``Engine.learns_params`` is false).
     """
-    check_model(model, data)
+    check_model(model, data, refuse_params=False)
     arrays, static = split_data(data)
     fn = pathfinder_draws(model, options)
     draws, extras = jax.device_get(jax.jit(lambda key, arrays: fn(key, {**arrays, **static}))(key, arrays))

@@ -22,6 +22,7 @@ CASE_STUDIES: dict[str, str] = {
     "laws": "ppzoo.case_studies.laws",
     "pendulum": "ppzoo.case_studies.pendulum",
     "sachs": "ppzoo.case_studies.sachs",
+    "gan_ica": "ppzoo.case_studies.gan_ica",
 }
 
 

@@ -29,6 +29,7 @@ LOADERS: dict[str, str] = {
     "digits": "ppzoo.data.digits:load",
     "pendulum": "ppzoo.data.pendulum:load",
     "sachs": "ppzoo.data.sachs:load",
+    "signals": "ppzoo.data.signals:load",
 }
 
 

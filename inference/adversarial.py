@@ -62,6 +62,7 @@ Hinton, G. E., Dayan, P., Frey, B. J. & Neal, R. M. (1995). The wake-sleep algor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -94,6 +95,7 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
     "sleep_log_prob",
+    "guide_with",
     "GANState",
     "make_step",
     "train",
@@ -133,6 +135,11 @@ class AdversarialOptions(Options):
         Sleep-phase guide: a NumPyro program over code sites of the model, trained on generated data.
     info_weight : float
         InfoGAN's lambda: the generator also maximises ``info_weight * E log q(code | x)`` (needs ``guide``).
+    guide_shares_discriminator : bool
+        InfoGAN's Q network on the discriminator's trunk (Chen et al. 2016, Sec. 6): the guide is called with
+        the keyword argument ``discriminator`` (the current discriminator module, e.g. one with a second head
+        for the codes), and ``info_weight`` times its ``-E log q(code | x)`` on generated rows is added to the
+        discriminator's loss, so trunk and head learn from it. Needs ``guide`` and ``info_weight > 0``.
     observed : str or None
         The observed site the generator draws (``None``: the model's only observed site).
     num_draws : int
@@ -155,6 +162,7 @@ class AdversarialOptions(Options):
     gradient_penalty: float = 0.0
     guide: Callable[..., Any] | None = None
     info_weight: float = 0.0
+    guide_shares_discriminator: bool = False
     observed: str | None = None
     num_draws: int = 200
     chunk_size: int = 200
@@ -180,6 +188,15 @@ class AdversarialOptions(Options):
             raise ValueError(
                 f"Adversarial option `info_weight`={self.info_weight} needs a `guide` (the q(code | x) whose log "
                 "density the generator maximises); pass guide=... or info_weight=0."
+            )
+        if not isinstance(self.guide_shares_discriminator, (bool, np.bool_)):
+            raise TypeError(f"Adversarial option `guide_shares_discriminator` must be True or False; got "
+                            f"{self.guide_shares_discriminator!r}.")
+        if self.guide_shares_discriminator and (self.guide is None or not self.info_weight > 0):
+            raise ValueError(
+                "Adversarial option `guide_shares_discriminator`=True needs a `guide` (called with discriminator=...) "
+                f"and `info_weight` > 0 (the weight of its loss on the shared trunk); got guide={self.guide!r}, "
+                f"info_weight={self.info_weight}. Example: guide=q, info_weight=1.0 (InfoGAN's lambda)."
             )
         for name in ("optimizer", "discriminator_optimizer", "guide_optimizer"):
             value = getattr(self, name)
@@ -303,9 +320,16 @@ def setup(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array, op
     transforms = {k: biject_to(s["kwargs"].get("constraint", constraints.real)) for k, s in params.items()}
     generator_init = {k: transforms[k].inv(s["value"]) for k, s in params.items()}
     codes = tuple(sites.latent)
+    if options.discriminator is not None:
+        graph, disc_init = nnx.split(options.discriminator)
+    else:
+        width = int(np.prod(value.shape[1:], dtype=int))
+        net = nn.MLP(width, (*options.discriminator_hidden, 1), activation="leaky_relu",
+                     rngs=nnx.Rngs(int(jax.random.randint(disc_key, (), 0, 2**31 - 1))))
+        graph, disc_init = nnx.split(net)
     guide_sites, guide_init = (), {}
     if options.guide is not None:
-        guide_trace = _trace(options.guide, guide_key, {}, data)
+        guide_trace = _trace(guide_with(options, graph, disc_init), guide_key, {}, data)
         guide_sites = tuple(k for k, s in guide_trace.items() if s["type"] == "sample" and not s["is_observed"])
         foreign = [k for k in guide_sites if k not in codes]
         if not guide_sites or foreign:
@@ -324,13 +348,6 @@ def setup(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array, op
         if any(s["kwargs"].get("constraint", constraints.real) is not constraints.real for s in guide_params.values()):
             raise ValueError("The sleep-phase guide's param sites must be unconstrained (real), e.g. network weights.")
         guide_init = {k: s["value"] for k, s in guide_params.items()}
-    if options.discriminator is not None:
-        graph, disc_init = nnx.split(options.discriminator)
-    else:
-        width = int(np.prod(value.shape[1:], dtype=int))
-        net = nn.MLP(width, (*options.discriminator_hidden, 1), activation="leaky_relu",
-                     rngs=nnx.Rngs(int(jax.random.randint(disc_key, (), 0, 2**31 - 1))))
-        graph, disc_init = nnx.split(net)
     rows = jax.ShapeDtypeStruct((options.batch_size, *value.shape[1:]), jnp.asarray(value.flat[:1]).dtype)
     try:
         out = jax.eval_shape(lambda s, x: _raw_logits(graph, s, x, options.discriminator is None), disc_init, rows)
@@ -346,6 +363,13 @@ def setup(model: Callable[..., Any], data: Mapping[str, Any], key: jax.Array, op
             "with one output."
         )
     return Setup(name, length, codes, guide_sites, generator_init, transforms, guide_init, graph, disc_init)
+
+
+def guide_with(options: AdversarialOptions, graph: Any, weights: Any) -> Callable[..., Any] | None:
+    """The guide as the engine calls it: with ``guide_shares_discriminator``, bound to the discriminator ``weights``."""
+    if options.guide is None or not options.guide_shares_discriminator:
+        return options.guide
+    return functools.partial(options.guide, discriminator=nnx.merge(graph, weights))
 
 
 def _raw_logits(graph: Any, state: Any, x: jax.Array, flatten: bool) -> jax.Array:
@@ -428,10 +452,22 @@ def make_step(model: Callable[..., Any], s: Setup, options: AdversarialOptions, 
             loss = loss + 0.5 * options.gradient_penalty * penalty
         return loss
 
-    def critic(carry, key, generator, arrays):
+    def shared_d_loss_fn(weights, real, generated, codes, data, guide_params):
+        # InfoGAN: the Q head on the discriminator's trunk; the trunk also minimises lambda * (-E log q).
+        info = sleep_log_prob(guide_with(options, s.discriminator_graph, weights), guide_params, codes, data,
+                              s.guide_sites, options.batch_size)
+        return d_loss_fn(weights, real, generated) - options.info_weight * info, None
+
+    def critic(carry, key, generator, arrays, guide_params):
         weights, opt_state = carry
-        batch, generated, _ = batch_and_generated(generator, key, arrays)
-        loss, grads = jax.value_and_grad(d_loss_fn)(weights, batch[s.observed], jax.lax.stop_gradient(generated))
+        batch, generated, codes = batch_and_generated(generator, key, arrays)
+        generated = jax.lax.stop_gradient(generated)
+        if options.guide_shares_discriminator:
+            data = {**batch, **static, s.observed: generated}
+            (loss, _), grads = jax.value_and_grad(shared_d_loss_fn, has_aux=True)(
+                weights, batch[s.observed], generated, jax.lax.stop_gradient(codes), data, guide_params)
+        else:
+            loss, grads = jax.value_and_grad(d_loss_fn)(weights, batch[s.observed], generated)
         updates, opt_state = d_opt.update(grads, opt_state, weights)
         return (optax.apply_updates(weights, updates), opt_state), loss
 
@@ -441,14 +477,15 @@ def make_step(model: Callable[..., Any], s: Setup, options: AdversarialOptions, 
         info = jnp.zeros(())
         if guide is not None:
             data = {**batch, **static, s.observed: generated}
-            info = sleep_log_prob(guide, guide_params, codes, data, s.guide_sites, options.batch_size)
+            info = sleep_log_prob(guide_with(options, s.discriminator_graph, weights), guide_params, codes, data,
+                                  s.guide_sites, options.batch_size)
         return loss - options.info_weight * info, (loss, generated, codes, batch)
 
     def step(state: GANState, index: jax.Array, arrays):
         key = jax.random.fold_in(step_key, index)
         critic_key, gen_key = jax.random.split(key)
         (weights, d_state), d_losses = jax.lax.scan(
-            lambda carry, k: critic(carry, k, state.generator, arrays),
+            lambda carry, k: critic(carry, k, state.generator, arrays, state.guide),
             (state.discriminator, state.discriminator_opt), jax.random.split(critic_key, options.n_critic),
         )
         grads, (g_loss, generated, codes, batch) = jax.grad(g_loss_fn, has_aux=True)(
@@ -460,7 +497,8 @@ def make_step(model: Callable[..., Any], s: Setup, options: AdversarialOptions, 
             data = {**batch, **static, s.observed: jax.lax.stop_gradient(generated)}
             codes = jax.lax.stop_gradient(codes)
             sleep, q_grads = jax.value_and_grad(
-                lambda p: -sleep_log_prob(guide, p, codes, data, s.guide_sites, options.batch_size))(state.guide)
+                lambda p: -sleep_log_prob(guide_with(options, s.discriminator_graph, weights), p, codes, data,
+                                          s.guide_sites, options.batch_size))(state.guide)
             q_updates, q_state = q_opt.update(q_grads, state.guide_opt, state.guide)
             guide_params = optax.apply_updates(state.guide, q_updates)
         new = GANState(generator, g_state, weights, d_state, guide_params, q_state)
@@ -562,7 +600,8 @@ def run_adversarial(model: Callable[..., Any], data: Mapping[str, Any], key: jax
     latent = list(sites.latent)
     if options.guide is not None:
         names = list(s.guide_sites)
-        draws = guide_draws(model, options.guide, params, draw_key, data, names, options.num_draws)
+        guide = guide_with(options, s.discriminator_graph, state.discriminator)
+        draws = guide_draws(model, guide, params, draw_key, data, names, options.num_draws)
     else:
         names = latent
         draws = guide_draws(model, None, generator, draw_key, data, names, options.num_draws)

@@ -173,6 +173,7 @@ REGISTRY: dict[str, str] = {
     "dip_vae_ii": "ppzoo.models.dip_vae:entry_ii",
     "ivae": "ppzoo.models.ivae:entry",
     "sparse_law": "ppzoo.models.sparse_law:entry",
+    "infogan": "ppzoo.models.infogan:entry",
     "causal_gan": "ppzoo.models.causal_gan:entry",
     "gan_ica": "ppzoo.models.gan_ica:entry",
 }

@@ -56,6 +56,7 @@ class Settings:
     hidden: tuple[int, ...] = (64,)
     vae_steps: int = 2000
     ica_steps: int = 1000
+    train_rows: int | None = None
 
 
 FULL = Settings(steps=20_000, vae_steps=20_000, ica_steps=3000)
@@ -71,6 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vae-steps", type=int, default=None, help="SVI steps of the VAE (default 2000; --full 20000)")
     parser.add_argument("--ica-steps", type=int, default=None, help="SVI steps of linear ICA (default 1000)")
     parser.add_argument("--gamma", type=float, default=None, help="weight of GAN-ICA's independence term (default 1)")
+    parser.add_argument("--train-rows", type=int, default=None,
+                        help="fit on the first N of the 3500 training rows (default all; small values for smoke runs)")
     parser.add_argument("--full", action="store_true", help="the paper-length run")
     args = parser.parse_args(argv)
     base = FULL if args.full else Settings()
@@ -87,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             if bad or not chosen:
                 parser.error(f"--{name}: unknown or no value(s) {bad}; valid: {', '.join(valid)}.")
             changes[name] = chosen
-    for name in ("steps", "vae_steps", "ica_steps"):
+    for name in ("steps", "vae_steps", "ica_steps", "train_rows"):
         value = getattr(args, name)
         if value is not None:
             if value < 1:
@@ -120,7 +123,7 @@ def fit_methods(s: Settings, ds, *, seed: int) -> tuple[dict[str, float], dict[s
     from ppzoo.models.gan_ica import encode as gan_encode
     from ppzoo.models.ivae import encode as vae_encode
 
-    x, heldout, truth = ds.data["x"], ds.truth["heldout_x"], ds.truth["heldout_sources"]
+    x, heldout, truth = ds.data["x"][: s.train_rows], ds.truth["heldout_x"], ds.truth["heldout_sources"]
     num_sources = truth.shape[1]
     scores, fits, estimates = {}, {}, {}
     for method in s.methods:
@@ -288,6 +291,7 @@ def run(args: argparse.Namespace) -> Path:
         "seeds": ",".join(map(str, s.seeds)), "mixings": ",".join(s.mixings), "methods": ",".join(s.methods),
         "steps": s.steps, "vae_steps": s.vae_steps, "ica_steps": s.ica_steps, "gamma": s.gamma,
         "reconstruction_scale": s.reconstruction_scale, "learning_rate": s.learning_rate,
+        "train_rows": s.train_rows if s.train_rows is not None else 3500,
     })
     return out
 

@@ -60,7 +60,8 @@ def test_shuffling_columns_gives_independent_marginals():
 def tiny_fit():
     ds = ppzoo.data.load("signals", mixing="pnl", seed=0)
     model = ppzoo.models.get("gan_ica", encoder="pnl", hidden=(4,), discriminator_hidden=(8,))
-    fit = ppzoo.fit(model, {"x": ds.data["x"][:200]}, engine="svi", seed=0, steps=20, num_draws=2, learning_rate=1e-3)
+    fit = ppzoo.fit(model, {"x": ds.data["x"][:100]}, engine="svi", seed=0, steps=5, num_draws=2, learning_rate=1e-3,
+                    chunk_size=5)
     return fit, ds
 
 
@@ -95,7 +96,7 @@ def test_case_study_smoke(tmp_path):
     from ppzoo.case_studies import gan_ica as study
 
     out = study.main(["--seeds", "1", "--mixings", "pnl", "--methods", "GAN-ICA,FastICA", "--steps", "10",
-                      "--out", str(tmp_path / "report")])
+                      "--train-rows", "200", "--out", str(tmp_path / "report")])
     frame = pd.read_csv(out / "results.csv")
     assert list(frame.columns) == ["model", "mixing", "seed", "mcc"]
     assert set(frame["model"]) == {"GAN-ICA", "FastICA"} and set(frame["mixing"]) == {"pnl"}

@@ -108,7 +108,7 @@ def run_blackjax(
     stats["diverging"] = stats["diverging"].astype(bool)
     stats["n_steps"] = stats["n_steps"].astype(np.int64)
     stats["tree_depth"] = stats["tree_depth"].astype(np.int64)
-    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation)
+    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation, samples)
     if num_groups > 1:
         warnings.append(
             f"{num_chains} chains ran in {num_groups} groups: only {jax.local_device_count()} device(s)."

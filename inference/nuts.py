@@ -30,6 +30,7 @@ __all__ = [
     "nuts_core",
     "nuts_kernel",
     "chain_stats_warnings",
+    "distinct_draws",
     "choose_adaptation",
     "unconstrained_size",
     "blackjax_warmup",
@@ -229,21 +230,44 @@ STUCK_ACCEPTANCE = 0.1
 STUCK_DISTINCT_FRACTION = 0.5
 
 
+def distinct_draws(samples: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per chain, 1 + the number of draws that differ from the one before in any site (draws (chain, draw, ...)).
+
+    Consecutive draws, not unique values: a float32 log density of a large model has too few distinct
+    values to count moves by, and a NUTS chain that moves never returns exactly to an earlier point.
+    """
+    moved = None
+    for value in samples.values():
+        value = np.asarray(value)
+        flat = value.reshape(value.shape[:2] + (-1,))
+        step = np.any(flat[:, 1:] != flat[:, :-1], axis=-1)
+        moved = step if moved is None else moved | step
+    return 1 + moved.sum(axis=1)
+
+
 def chain_stats_warnings(
-    stats: Mapping[str, np.ndarray], max_tree_depth: int, adaptation: str | None = None
+    stats: Mapping[str, np.ndarray],
+    max_tree_depth: int,
+    adaptation: str | None = None,
+    samples: Mapping[str, np.ndarray] | None = None,
 ) -> list[str]:
     """Plain-language warnings a user must see about a set of NUTS chains (stats are (chain, draw)).
 
     Besides divergences and saturated trees, every chain is checked after warmup: a mean acceptance rate
-    below :data:`STUCK_ACCEPTANCE` or fewer than :data:`STUCK_DISTINCT_FRACTION` of its draws distinct (by
-    log density) is a stuck chain, named with the ``adaptation`` that produced its metric.
+    below :data:`STUCK_ACCEPTANCE` or fewer than :data:`STUCK_DISTINCT_FRACTION` of its draws distinct
+    (:func:`distinct_draws` of ``samples``; without them, distinct values of ``lp``) is a stuck chain,
+    named with the ``adaptation`` that produced its metric.
     """
     out = []
     acceptance = np.asarray(stats["acceptance_rate"], dtype=np.float64)
     lp = np.asarray(stats["lp"])
+    if samples:
+        distinct_per_chain = distinct_draws(samples)
+    else:
+        distinct_per_chain = np.array([np.unique(chain).size for chain in lp])
     for c in range(lp.shape[0]):
         mean_accept = float(np.mean(acceptance[c]))
-        distinct = int(np.unique(lp[c]).size)
+        distinct = int(distinct_per_chain[c])
         if mean_accept < STUCK_ACCEPTANCE or distinct < STUCK_DISTINCT_FRACTION * lp.shape[1]:
             out.append(
                 f"chain {c} is stuck after warmup (adaptation={adaptation!r}): mean acceptance rate "
@@ -384,7 +408,7 @@ def run_nuts(
                 "Import ppzoo before anything starts JAX to get parallel CPU chains."
             )
     stats = _numpyro_stats(extra)
-    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation) + warnings
+    warnings = chain_stats_warnings(stats, options.max_tree_depth, adaptation, samples) + warnings
     return EngineResult(samples, stats, None, None, warnings)
 
 

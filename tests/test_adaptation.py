@@ -83,20 +83,21 @@ def test_stuck_chain_is_named_with_its_adaptation():
 
         def body(state, k):
             state, info = kernel.step(k, state)
-            return state, (state.logdensity, info.acceptance_rate)
+            return state, (state.position, state.logdensity, info.acceptance_rate)
 
-        _, (lp, accept) = jax.lax.scan(body, kernel.init(jnp.ones(3)), jax.random.split(key, 100))
-        return lp, accept
+        _, draws = jax.lax.scan(body, kernel.init(jnp.ones(3)), jax.random.split(key, 100))
+        return draws
 
     keys = jax.random.split(jax.random.key(0), 2)
     metrics = jnp.stack([jnp.ones(3), jnp.full(3, 1e8)])
-    lp, accept = jax.jit(jax.vmap(chain))(keys, metrics)
+    x, lp, accept = jax.jit(jax.vmap(chain))(keys, metrics)
     stats = {"lp": np.asarray(lp), "acceptance_rate": np.asarray(accept), "diverging": np.zeros((2, 100), bool),
              "tree_depth": np.ones((2, 100), int)}
-    warnings = chain_stats_warnings(stats, max_tree_depth=10, adaptation="low_rank")
-    assert len(warnings) == 1, warnings
-    assert "chain 1 is stuck after warmup (adaptation='low_rank')" in warnings[0]
-    assert "1 distinct draws of 100" in warnings[0]
+    for samples in ({"x": np.asarray(x)}, None):  # draws compared one to the next; without them, lp values
+        warnings = chain_stats_warnings(stats, max_tree_depth=10, adaptation="low_rank", samples=samples)
+        assert len(warnings) == 1, warnings
+        assert "chain 1 is stuck after warmup (adaptation='low_rank')" in warnings[0]
+        assert "1 distinct draws of 100" in warnings[0]
 
 
 def test_bad_adaptation_names_are_refused_before_compiling():

@@ -83,7 +83,8 @@ class PSISResult:
     mode : {"joint", "per_datum"}
         One :math:`\\hat k` for the whole posterior, or one per data item (amortized guides).
     pareto_k : float
-        ``"joint"``: the :math:`\\hat k` of the importance ratios. ``"per_datum"``: the median over the items.
+        ``"joint"``: the :math:`\\hat k` of the importance ratios. ``"per_datum"``: the median over the items
+        (the lower median: one item's value).
     ess : float
         Effective sample size of the smoothed weights, :math:`1 / \\sum_s w_s^2` (``"per_datum"``: median
         over the items).
@@ -132,7 +133,7 @@ class PSISResult:
                "num_draws": int(self.num_draws)}
         if self.item_k is not None:
             out.update(num_items=int(self.item_k.size), share_above_0_7=self.share_above,
-                       item_k_quantiles={q: float(np.quantile(self.item_k, q)) for q in (0.1, 0.5, 0.9)})
+                       item_k_quantiles={q: float(np.quantile(self.item_k, q, method="inverted_cdf")) for q in (0.1, 0.5, 0.9)})
         return out
 
 
@@ -142,11 +143,15 @@ class PSISResult:
 ITEM_SHARE = 0.1
 
 
+#: Log ratios that all lie within this of each other are treated as constant by :func:`smooth`.
+CONSTANT_SPREAD = 1e-3
+
+
 def smooth(log_ratios: Any, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """ArviZ's PSIS of ``log_ratios`` (:math:`\\log p - \\log q`) along ``axis``.
 
     Returns the smoothed log weights, normalised along ``axis`` (moved last), and :math:`\\hat k` (the other
-    axes). ArviZ's ``psislw`` follows the LOO convention, where the ratios are :math:`1 / p(y_i \\mid \\theta)`,
+    axes; ``-inf`` where the ratios are constant to within :data:`CONSTANT_SPREAD`, an exact guide). ArviZ's ``psislw`` follows the LOO convention, where the ratios are :math:`1 / p(y_i \\mid \\theta)`,
     and negates its input; so it is given :math:`-(\\log p - \\log q)`. Check: a N(0, 1) proposal for a
     N(0, 1.5^2) target gives :math:`\\hat k \\approx 0.53` (theory :math:`1 - 1/1.5^2 = 0.56`).
     """
@@ -158,8 +163,10 @@ def smooth(log_ratios: Any, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"PSIS needs at least 5 draws; got {ratios.shape[-1]}. Use psis_draws=1000.")
     # Not finite ratios (a draw outside the model's support) get zero weight rather than breaking the fit.
     ratios = np.where(np.isnan(ratios), -np.inf, ratios)
-    # Constant ratios (the guide is the posterior) have no tail to fit, which ArviZ refuses: equal weights, k = -inf.
-    constant = np.ptp(ratios, axis=-1) == 0
+    # Constant ratios (the guide is the posterior) have no tail to fit: ArviZ refuses them, or returns NaN when
+    # float32 rounding leaves a handful of distinct values. Ratios within CONSTANT_SPREAD of each other (weights
+    # equal to 0.1%) count as constant: equal weights, k = -inf.
+    constant = np.ptp(ratios, axis=-1) < CONSTANT_SPREAD
     log_weights = np.full(ratios.shape, -np.log(ratios.shape[-1]))
     khat = np.full(ratios.shape[:-1], -np.inf)
     if not constant.all():
@@ -338,7 +345,8 @@ def diagnose(
         ratios = np.asarray(ratios) if chosen is not None else np.asarray(ratios)[:, np.asarray(items)]
         log_weights, khat = smooth(ratios.T)
         ess = weights_ess(log_weights)
-        return PSISResult("per_datum", float(np.median(khat)), float(np.median(ess)), num_draws,
+        median = float(np.quantile(khat, 0.5, method="inverted_cdf"))  # an item's value: -inf items stay -inf
+        return PSISResult("per_datum", median, float(np.median(ess)), num_draws,
                           item_k=np.asarray(khat), items=np.asarray(items),
                           left_out=tuple(sorted(n_ for n_ in left_out)))
 
@@ -365,8 +373,9 @@ def diagnose(
 
 
 def _reads_items(model, guide, params, data, items) -> bool:
-    """Whether, with the plate ``"data"`` on ``items``, every site in it holds one value per item (the model
-    reads its data through ``numpyro.subsample``), from an abstract trace."""
+    """Whether, with the plate ``"data"`` on ``items``, every site in it holds one value per item (model and guide
+    read their data and per-item params through ``numpyro.subsample`` / ``param(..., event_dim=...)``), from an
+    abstract trace; ``False`` also when the subset's shapes do not broadcast."""
     arrays, static = split_data(data)
     found = {}
 
@@ -382,7 +391,12 @@ def _reads_items(model, guide, params, data, items) -> bool:
         found["ok"] = ok
         return jnp.zeros(())
 
-    jax.eval_shape(probe, jax.random.key(0), params, arrays)
+    try:
+        jax.eval_shape(probe, jax.random.key(0), params, arrays)
+    except (TypeError, ValueError):
+        # Shapes that do not broadcast on a subset (data or params read whole, not through numpyro.subsample or
+        # param(..., event_dim=...)): the caller evaluates every item instead, which is exact.
+        return False
     return bool(found["ok"])
 
 

@@ -29,7 +29,7 @@ __all__ = [
     "image_ppc_figure", "zero_based",
     "ppc_figures",
     "convergence_diagnostics", "convergence_table", "convergence_check", "max_r_hat", "unconverged_note",
-    "mark_unconverged", "posterior_collapse", "ACTIVE_VARIANCE",
+    "mark_unconverged", "posterior_collapse", "ACTIVE_VARIANCE", "psis_check",
 ]
 
 #: Tail probability below which a check fails (two-sided where it applies).
@@ -539,6 +539,68 @@ def _factor_likelihood_checks(factors: Sequence[str]) -> list[Check]:
         "LOO-PIT": "a factor has no pointwise log-likelihood or replicated data for PIT values",
     }
     return [Check(name, None, f"{head}: {reason}{fix}.") for name, reason in why.items()]
+
+
+def psis_check(fit: Fit, label: str | None = None) -> Check:
+    """The PSIS verdict on a fit's guide (:mod:`ppzoo.inference.psis`): can the approximation be trusted?
+
+    PASS when the Pareto :math:`\\hat k` of the importance ratios :math:`p(x, z) / q(z)` is at most 0.7
+    (Yao et al. 2018; Vehtari et al. 2024); for a guide amortized per datum, when at most 10% of the diagnosed
+    items have :math:`\\hat k` above 0.7, with their distribution drawn. n/a for MCMC (judged by its
+    convergence instead) and for a fit without the diagnostic (a point-estimate guide, ``psis_draws=0``).
+
+    Returns
+    -------
+    Check
+        ``"PSIS k-hat (label)"``.
+    """
+    from ppzoo.inference import psis
+
+    label = label or fit.engine
+    name = f"PSIS k-hat ({label})"
+    result = fit.diagnostics.get("psis")
+    if is_mcmc(fit):
+        return Check(name, None, "not applicable: Markov chains, not a fitted approximation; judged by their "
+                                 "convergence (r_hat, ESS) instead.")
+    if result is None:
+        return Check(name, None, "not applicable: the fit has no PSIS diagnostic (an engine without one, a point "
+                                 "estimate such as guide='auto_delta', or psis_draws=0).")
+    cite = f"threshold {psis.K_THRESHOLD}, Yao et al. 2018"
+    if result.mode == "joint":
+        resampled = bool(fit.options.get("importance_resample"))
+        verdict = (f"Pareto k-hat {result.pareto_k:.2f} of log p(x, z) - log q(z) over {result.num_draws} guide draws, "
+                   f"ESS of the smoothed weights {result.ess:.0f} ({cite})")
+        if result.reliable:
+            verdict += ("; the draws were importance-resampled by these weights." if resampled else
+                        "; the guide is close enough to the posterior to be used, or importance-resampled.")
+        else:
+            verdict += ("; the approximation is unreliable for this posterior" +
+                        (" even after importance resampling" if resampled else "") + ": use NUTS" +
+                        ("." if resampled else " or importance_resample."))
+        return Check(name, result.reliable, verdict)
+    k = result.item_k
+    quantiles = ", ".join(f"{int(q * 100)}% {np.quantile(k, q, method='inverted_cdf'):.2f}" for q in (0.1, 0.5, 0.9))
+    verdict = (f"amortized guide, one k-hat per item: {100 * result.share_above:.0f}% of {k.size} items above "
+               f"{psis.K_THRESHOLD} (quantiles {quantiles}; {result.num_draws} draws per item; pass: at most "
+               f"{100 * psis.ITEM_SHARE:.0f}% of items, {cite})")
+    if result.left_out:
+        verdict += f"; factor site(s) outside the plate left out: {', '.join(result.left_out)}"
+
+    def draw() -> Any:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 2.6))
+        ax.hist(np.clip(k, -0.5, 2.0), bins=40, color="#5b7fa6")
+        for value, style in ((0.5, ":"), (psis.K_THRESHOLD, "--")):
+            ax.axvline(value, color="black", linestyle=style, linewidth=1)
+        ax.set_xlabel("Pareto k-hat of the item (clipped to [-0.5, 2])")
+        ax.set_ylabel("items")
+        fig.tight_layout()
+        return fig
+
+    figure = figure_or_error(f"{label}: per-item Pareto k-hat of the amortized guide on {k.size} items (dashed: "
+                             f"{psis.K_THRESHOLD}, above it the item's approximation is unreliable; dotted: 0.5)", draw)
+    return Check(name, result.reliable, verdict + ".", figures=[figure])
 
 
 def sbc_check(result: Any) -> Check:

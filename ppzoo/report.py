@@ -406,7 +406,8 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
     blocks = [Section("What was run", text=_intro(first, data_info) + _stored_text(stored, folder),
                       tables=[("Fits", runs, None), ("Data", data_frame, None)])]
 
-    from ppzoo.checks import closed_loop_section, convergence_check, engines_agree, is_mcmc, predictive_checks
+    from ppzoo.checks import (closed_loop_section, convergence_check, engines_agree, is_mcmc, predictive_checks,
+                              psis_check)
 
     metrics_rows = []
     summaries = {}
@@ -421,6 +422,8 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
                "compile_s": f.timings["compile_s"], "run_s": f.timings["run_s"]}
         if "diverging" in f.sample_stats:
             row["divergences"] = int(np.asarray(f.sample_stats["diverging"]).sum())
+        if f.pareto_k is not None:  # a fitted approximation's PSIS k-hat (median over items if amortized)
+            row["pareto_k"] = f.pareto_k
         if summary is not None and f.num_chains > 1:
             row["max_r_hat"] = float(summary["r_hat"].max())
             row["min_ess_bulk"] = float(summary["ess_bulk"].min())
@@ -439,6 +442,8 @@ def _write(labelled: dict[str, Fit], folder: Path, *, truth, title, description,
                 prior_shown = _prior_figures_once(check, label, f, prior_shown, labelled)
             check.name = f"{check.name} ({label})"
             checks.append(check)
+        if not is_mcmc(f):  # a fitted approximation: can it be trusted (PSIS k-hat)?
+            checks.append(psis_check(f, label))
     blocks.append(closed_loop_section(checks, title=CLOSED_LOOP_TITLE))
 
     compare = Section("Engines side by side")

@@ -16,7 +16,7 @@ Causal graph (the true SCM, no noise in the original)::
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +38,10 @@ __all__ = [
     "SPLITS",
     "LABEL_CENTER",
     "LABEL_SCALE",
+    "FACTOR_DOMAIN",
+    "HOLDOUT_REGIONS",
+    "holdout_region",
+    "in_region",
 ]
 
 #: Factor order (CausalVAE's concept order). Angles in radians, shadow in scene units (x in [0, 20]).
@@ -60,6 +64,31 @@ LIGHT_INDEX = np.array([j for j in range(60, 148) if j != 100])
 #: trunc(shadow_length), trunc(shadow_position)) parsed from the original file names.
 LABEL_CENTER = np.array([0.0, 100.0, 6.5, 10.0])
 LABEL_SCALE = np.array([44.0, 40.0, 3.5, 5.0])
+
+#: Values each factor may take for :func:`render` and :func:`intervene` (scene units, radians): a hold-out
+#: region must overlap these. The grid's own ranges are narrower (see :func:`load`).
+FACTOR_DOMAIN = {
+    "pendulum_angle": (-np.pi / 2, np.pi / 2),
+    "light_angle": (0.0, np.pi),
+    "shadow_length": (0.0, 20.0),
+    "shadow_position": (0.0, 20.0),
+}
+#: Named hold-out regions, each a box ``{factor: (low, high)}`` (low <= value < high) in scene units. Training
+#: images whose factors lie in the box are removed (``load(holdout=...)``); interventions into it are then
+#: out of the training support.
+#:
+#: * ``shadow_free``: shadow length below 3. The data never have one (the simulator clamps the length at 3), so
+#:   this removes nothing; do(shadow_length = 0) draws a pendulum without a shadow, never seen in training.
+#: * ``angle_block``: both angles in the upper quarter of their grid ranges (pendulum index i >= 23, light
+#:   index j >= 126): a block of the (pendulum_angle, light_angle) grid, reached by do() on both angles.
+#: * ``extrapolation``: the light angle in the lower quarter of its grid range (j <= 81, 0.94-1.27 rad): beyond
+#:   the training range of one factor.
+HOLDOUT_REGIONS: dict[str, dict[str, tuple[float, float]]] = {
+    "shadow_free": {"shadow_length": (0.0, 3.0)},
+    "angle_block": {"pendulum_angle": (22.5 * np.pi / 200, 44 * np.pi / 200),
+                    "light_angle": (125.5 * np.pi / 200, 148 * np.pi / 200)},
+    "extrapolation": {"light_angle": (59 * np.pi / 200, 81.5 * np.pi / 200)},
+}
 
 # Scene geometry in data coordinates (RECIPE.md, section 2).
 _PIVOT = (10.0, 10.5)
@@ -268,6 +297,7 @@ def _render_chunk(factors: np.ndarray, size: int) -> np.ndarray:
         np.where(rectilinear, _snap(p, half_width), p) for p in (pivot_col, bob_col, pivot_row, bob_row)
     )
     start_col, end_col, ground_row = (_snap(p, half_width) for p in (start_col, end_col, ground_row))
+    no_shadow = (length <= 0)[:, None, None]
     cap = 1.5 * half_width  # a butt-capped end reaches at most one half width (plus rounding) past its point
 
     # Each layer: signed distance function, colour slot in ``maps`` (None: black), and the bounding box
@@ -291,7 +321,10 @@ def _render_chunk(factors: np.ndarray, size: int) -> np.ndarray:
             (sun_col - sun_radii[0], sun_col + sun_radii[0], sun_row - sun_radii[1], sun_row + sun_radii[1]),
         ),
         (
-            lambda col, row: _segment_distance(col, row, start_col, ground_row, end_col, ground_row, half_width),
+            # A shadow of length 0 is not drawn at all (matplotlib draws nothing for a zero-length line; the
+            # distance ramp would otherwise leave a 1-pixel smudge).
+            lambda col, row: np.where(no_shadow, np.inf, _segment_distance(
+                col, row, start_col, ground_row, end_col, ground_row, half_width)),
             None,
             (np.minimum(start_col, end_col) - cap, np.maximum(start_col, end_col) + cap,
              ground_row - cap, ground_row + cap),
@@ -333,7 +366,8 @@ def render(factors: ArrayLike, image_size: int = 64) -> np.ndarray:
     (3 pt) from the pivot (10, 10.5) to the bob; firebrick bob of radius 1.5 at angle ``pendulum_angle``;
     orange sun of radius 3 at (10 + 10 cot(light_angle), 20.5), clipped at the top; black shadow line
     (3 pt) on the ground y = -0.5 from ``shadow_position - shadow_length / 2`` to
-    ``shadow_position + shadow_length / 2``, drawn from the given values (not recomputed). All in a plot
+    ``shadow_position + shadow_length / 2``, drawn from the given values (not recomputed); a shadow of
+    length 0 is not drawn (the shadow-free images of ``HOLDOUT_REGIONS["shadow_free"]``). All in a plot
     window x in [0, 20], y in [-1, 21] placed like a 1-inch matplotlib figure with default margins, drawn
     in the original order (rod, bob, sun, shadow), clipped to the axes box.
 
@@ -450,12 +484,88 @@ class PendulumDataset(Dataset):
         return intervene(factors, do, noise=noise)
 
 
+def holdout_region(region: str | Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """A hold-out region as a box ``{factor: (low, high)}`` (scene units), checked against the factors' domain.
+
+    Parameters
+    ----------
+    region : str or mapping
+        A name in :data:`HOLDOUT_REGIONS` or a box ``{factor name: (low, high)}`` with low < high.
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown (the valid ones are listed), a factor is not a factor name, a bound pair is not
+        (low, high) with low < high, or the box lies outside the factor's domain (:data:`FACTOR_DOMAIN`).
+    """
+    if isinstance(region, str):
+        if region not in HOLDOUT_REGIONS:
+            raise ValueError(
+                f"holdout region {region!r} is unknown. Valid: {', '.join(map(repr, HOLDOUT_REGIONS))}, or a box "
+                "{factor: (low, high)} such as {'light_angle': (1.0, 1.3)}."
+            )
+        return dict(HOLDOUT_REGIONS[region])
+    if not isinstance(region, Mapping) or not region:
+        raise ValueError(
+            f"holdout region must be a name ({', '.join(map(repr, HOLDOUT_REGIONS))}) or a non-empty box "
+            f"{{factor: (low, high)}}; got {region!r}."
+        )
+    box = {}
+    for name, bounds in region.items():
+        if name not in FACTOR_NAMES:
+            raise ValueError(
+                f"holdout region names unknown factor {name!r}. Valid: {', '.join(FACTOR_NAMES)}; for example "
+                "{'light_angle': (1.0, 1.3)}."
+            )
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"holdout region: {name} must be a (low, high) pair of numbers; got {bounds!r}.") from None
+        lo_dom, hi_dom = FACTOR_DOMAIN[name]
+        if not low < high:
+            raise ValueError(f"holdout region: {name} needs low < high; got ({low:g}, {high:g}).")
+        if high <= lo_dom or low >= hi_dom:
+            raise ValueError(
+                f"holdout region: {name} = [{low:g}, {high:g}) lies outside the factor's range [{lo_dom:g}, "
+                f"{hi_dom:g}] ({'radians' if 'angle' in name else 'scene units'}); the data's own values are in "
+                f"HOLDOUT_REGIONS / load(split='all').truth['factors']. Give a box that overlaps the range."
+            )
+        box[name] = (low, high)
+    return box
+
+
+def in_region(factors: ArrayLike, region: str | Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Boolean ``(N,)``: whether each row of ``factors`` lies in the hold-out region (low <= value < high for
+    every factor of the box)."""
+    array = np.atleast_2d(_as_factors(factors))
+    box = holdout_region(region)
+    inside = np.ones(len(array), dtype=bool)
+    for name, (low, high) in box.items():
+        column = array[:, FACTOR_NAMES.index(name)]
+        inside &= (column >= low) & (column < high)
+    return inside
+
+
+def _holdout_regions(holdout) -> tuple:
+    if holdout is None:
+        return ()
+    if isinstance(holdout, (str, Mapping)):
+        return (holdout,)
+    if isinstance(holdout, (list, tuple)):
+        return tuple(holdout)
+    raise ValueError(
+        f"holdout must be None, a region name ({', '.join(map(repr, HOLDOUT_REGIONS))}), a box {{factor: (low, "
+        f"high)}} or a list of these; got {holdout!r}."
+    )
+
+
 def load(
     *,
     image_size: Literal[96, 64, 32] = 64,
     split: Literal["train", "test", "all"] = "train",
     effect_noise: float = 0.0,
     seed: int = 0,
+    holdout: str | Mapping[str, tuple[float, float]] | Sequence | None = None,
 ) -> PendulumDataset:
     """Generate the CausalVAE pendulum images on the original factor grid.
 
@@ -476,6 +586,11 @@ def load(
         and shadow position, in scene units; 0 (default) is the original, noise-free data.
     seed : int
         Seed of the effect noise (the grid itself is fixed).
+    holdout : str, mapping, list of these, or None
+        Regions removed from the returned images: names in :data:`HOLDOUT_REGIONS` (``"shadow_free"``,
+        ``"angle_block"``, ``"extrapolation"``) or boxes ``{factor: (low, high)}`` in scene units; an image is
+        removed when its factors (after the effect noise) lie in any of them. For training on part of the
+        factor space and intervening into the rest. ``info["held_out"]`` counts the removed images.
 
     Returns
     -------
@@ -491,7 +606,8 @@ def load(
     Raises
     ------
     ValueError
-        If ``image_size`` or ``split`` is not one of the valid values, or ``effect_noise`` is negative.
+        If ``image_size`` or ``split`` is not one of the valid values, ``effect_noise`` is negative, or a hold-out
+        region is unknown or outside the factors' range (see :func:`holdout_region`), or removes every image.
     TypeError
         If ``seed`` is not an integer or ``effect_noise`` not a number.
 
@@ -520,6 +636,8 @@ def load(
         raise ValueError(f"effect_noise must be >= 0 (a standard deviation), got {effect_noise!r}.")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer, got {seed!r}; for example seed=0.")
+    regions = _holdout_regions(holdout)
+    boxes = [holdout_region(r) for r in regions]  # checked before anything is drawn
 
     i, j = (a.ravel() for a in np.meshgrid(PENDULUM_INDEX, LIGHT_INDEX, indexing="ij"))
     theta, phi = i * np.pi / 200, j * np.pi / 200
@@ -529,6 +647,13 @@ def load(
     k = np.arange(i.size)
     is_test = (k > 0) & (k % 4 == 0)
     keep = {"train": ~is_test, "test": is_test, "all": np.ones_like(is_test)}[split]
+    removed = np.zeros_like(keep)
+    for box in boxes:
+        removed |= in_region(factors, box)
+    held_out = int(np.count_nonzero(keep & removed))
+    keep = keep & ~removed
+    if not keep.any():
+        raise ValueError(f"holdout={holdout!r} removes every image of split={split!r}; give a smaller region.")
 
     labels = np.stack([i, j, np.trunc(length), np.trunc(position)], axis=1)
     u = ((labels - LABEL_CENTER) / LABEL_SCALE).astype(np.float32)
@@ -541,7 +666,9 @@ def load(
             "effect_noise": noise[keep],
         },
         info={
-            "settings": dict(image_size=size, split=split, effect_noise=float(effect_noise), seed=seed),
+            "settings": dict(image_size=size, split=split, effect_noise=float(effect_noise), seed=seed,
+                             holdout=[r if isinstance(r, str) else dict(r) for r in regions] or None),
+            "held_out": held_out,
             "factor_names": FACTOR_NAMES,
             "label_center": LABEL_CENTER,
             "label_scale": LABEL_SCALE,

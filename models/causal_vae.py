@@ -1,4 +1,4 @@
-r"""CausalVAE: a VAE whose latent concepts follow a learned linear structural causal model.
+r"""CausalVAE: a VAE whose latent concepts follow a learned (linear or nonlinear) structural causal model.
 
 Generative story (Yang et al. 2021, Sec. 3-4), for images :math:`n = 1..N`, concepts :math:`i, j = 1..d`
 (each a block of ``concept_dim`` = :math:`k` latent dimensions) and standardised concept labels
@@ -13,12 +13,15 @@ Generative story (Yang et al. 2021, Sec. 3-4), for images :math:`n = 1..N`, conc
     x_n \mid z_n &\sim \mathrm{Bernoulli}\big(\mathrm{sigmoid}(f_\theta(z_n))\big)
         \ \text{or}\ \mathcal{N}\big(\mathrm{sigmoid}(f_\theta(z_n)), s^2\big)
 
-with three named factors that make the ELBO CausalVAE's objective (Eq. 10-13 of the paper):
+or, with ``mechanism="mlp"``, the paper's nonlinear layer :math:`z_{n,i} = g_i(A_{:,i} \circ z_n) + \sigma_i
+\epsilon_{n,i}` (Eq. 3) with one small network :math:`g_i` per concept whose gain on parent :math:`j` is at most
+:math:`|A_{ji}|` (see :class:`CausalVAEConfig`), and with three named factors that make the ELBO CausalVAE's
+objective (Eq. 10-13 of the paper):
 
 * ``label_prior`` :math:`= \sum_{i,k} \log \mathcal{N}(z_{n,ik} \mid u_{n,i}, \tau^2)`, the label-conditioned
   prior :math:`p(z \mid u)` (CausalVAE's weak supervision; only when labels are given);
-* ``label_scm`` :math:`= \lambda_u \sum_j \log \mathcal{N}(u_{n,j} \mid (A^\top u_n)_j, s_j^2)`, the causal
-  layer fitted to the labels (the Gaussian form of the paper's :math:`l_u`; :math:`s` = ``label_noise_scale``);
+* ``label_scm`` :math:`= \lambda_u \sum_j \log \mathcal{N}(u_{n,j} \mid (A^\top u_n)_j, s_j^2)` (or
+  :math:`g_j(A_{:,j} \circ u_n)`), the causal layer fitted to the labels (the Gaussian form of the paper's :math:`l_u`; :math:`s` = ``label_noise_scale``);
 * ``acyclicity`` :math:`= -N \lambda_h\, h(A)` with :math:`h(A) = \operatorname{tr} e^{A \circ A} - d`
   (NOTEARS; zero exactly on DAGs, Eq. 13), and ``adjacency_sparsity`` :math:`= -N \lambda_1 \lVert A \rVert_1`.
 
@@ -42,6 +45,7 @@ name                          shape            support   role
 ============================  ===============  ========  ==================================================================================================
 ``adjacency``                 ``(d, d)``       real      param: ``A`` (diagonal held at 0)
 ``noise_scale``               ``(d,)``         positive  param: :math:`\sigma`
+``mechanism$params``          pytree           real      param: :math:`g_i` weights (``mechanism='mlp'``)
 ``label_noise_scale``         ``(d,)``         positive  param: :math:`s` (``u`` given, ``label_scm_weight > 0``)
 ``decoder$params``            pytree           real      param: the decoder (``decoder='joint'``)
 ``decoder_<concept>$params``  pytree           real      param: one decoder per group, named after its first concept (``decoder`` per concept or in groups)
@@ -96,6 +100,7 @@ __all__ = [
     "causal_vae",
     "causal_vae_guide",
     "acyclicity",
+    "mlp_mechanism",
     "structural_hamming_distance",
     "learned_adjacency",
     "learned_graph",
@@ -115,6 +120,7 @@ _GIVEN_U = "``u`` given"
 SITES: tuple[Site, ...] = (
     Site("adjacency", ("d", "d"), "param", note="``A`` (diagonal held at 0)"),
     Site("noise_scale", ("d",), "param", "positive", note=r":math:`\sigma`"),
+    Site("mechanism$params", None, "param", note=":math:`g_i` weights", when="``mechanism='mlp'``"),
     Site("label_noise_scale", ("d",), "param", "positive", note=":math:`s`", when=f"{_GIVEN_U}, ``label_scm_weight > 0``"),
     Site("decoder$params", None, "param", note="the decoder", when="``decoder='joint'``"),
     Site(
@@ -313,6 +319,18 @@ class CausalVAEConfig(LatentSCMConfig):
         :math:`|A| \\le 0.19`, SHD 4 at threshold 0.3); with ``"labels"`` it reaches the labels' linear SCM
         (pendulum_angle -> shadow_position 0.49, light_angle -> shadow_position 0.85; SHD 2, the two missing
         edges being the ones a linear SCM cannot see, see ``label_scm_weight``). Use ``"all"`` without labels.
+        With ``mechanism="mlp"`` the same holds for the mechanisms' weights.
+    mechanism : {"linear", "mlp"}
+        ``"linear"``: the causal layer :math:`z = A^\\top z + \\sigma \\epsilon` (Eq. 1). ``"mlp"``: the paper's
+        nonlinear :math:`z_i = g_i(A_{:,i} \\circ z) + \\sigma_i \\epsilon_i` (Eq. 3 of Yang et al.), each
+        :math:`g_i` one hidden tanh layer of ``mechanism_width`` units whose input weights (per parent) and output
+        weights have unit norm (times :math:`\\sqrt{H}` and :math:`1/\\sqrt{H}`), so :math:`|A_{ji}|` bounds how
+        fast parent :math:`j` can move concept :math:`i` (the Lipschitz constant): the weights cannot carry an
+        edge that :math:`A`, its threshold, the L1 and the acyclicity penalty do not see. :math:`A` starts at
+        0.5 off the diagonal: at :math:`A = 0` its gradient is the labels' linear trace only, zero for the
+        pendulum's V-shaped shadow-length law. Scalar concepts only (``concept_dim=1``).
+    mechanism_width : int
+        Hidden units :math:`H` of each :math:`g_i` (``mechanism="mlp"``).
     """
 
     acyclicity_weight: float = 10.0
@@ -320,9 +338,19 @@ class CausalVAEConfig(LatentSCMConfig):
     label_scm_weight: float = 1.0
     edge_threshold: float = 0.3
     adjacency_gradient: Literal["labels", "all"] = "labels"
+    mechanism: Literal["linear", "mlp"] = "linear"
+    mechanism_width: int = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.mechanism not in ("linear", "mlp"):
+            raise ValueError(f"CausalVAEConfig.mechanism must be 'linear' or 'mlp'; got {self.mechanism!r}.")
+        _positive_int("CausalVAEConfig", "mechanism_width", self.mechanism_width)
+        if self.mechanism == "mlp" and self.concept_dim != 1:
+            raise ValueError(
+                f"CausalVAEConfig.mechanism='mlp' takes scalar concepts (concept_dim=1); got concept_dim="
+                f"{self.concept_dim}. Use concept_dim=1 or mechanism='linear'."
+            )
         for name in ("acyclicity_weight", "sparsity_weight", "label_scm_weight"):
             _positive_float("CausalVAEConfig", name, getattr(self, name), allow_zero=True)
         _positive_float("CausalVAEConfig", "edge_threshold", self.edge_threshold)
@@ -548,6 +576,55 @@ def linear_nodes(adjacency: jax.Array, noise: jax.Array, concepts: Sequence[str]
     return values
 
 
+def mlp_mechanism(adjacency: jax.Array, weights: Mapping[str, jax.Array], values: jax.Array) -> jax.Array:
+    r""":math:`g_i(A_{:,i} \circ v)` for every concept ``i`` at once: ``values`` ``(B, d)`` -> ``(B, d)``.
+
+    One tanh layer of ``H`` units per concept; the input weights of each (concept, parent) pair are scaled to
+    norm :math:`\sqrt{H}` and each concept's output weights to norm :math:`1/\sqrt{H}`, so the gain of parent
+    ``j`` on concept ``i`` is at most :math:`|A_{ji}|`.
+    """
+    width = weights["w_in"].shape[-1]
+    w_in = weights["w_in"] * jnp.sqrt(width) / jnp.linalg.norm(weights["w_in"], axis=-1, keepdims=True)
+    w_out = weights["w_out"] / (jnp.sqrt(width) * jnp.linalg.norm(weights["w_out"], axis=-1, keepdims=True))
+    gated = values[:, :, None] * adjacency[None]  # (B, parent j, concept i)
+    hidden = jnp.tanh(jnp.einsum("bji,ijh->bih", gated, w_in) + weights["b_in"])
+    return jnp.einsum("bih,ih->bi", hidden, w_out) + weights["b_out"]
+
+
+def _mechanism_init(d: int, width: int, seed: int) -> dict[str, jax.Array]:
+    k_in, k_out, k_bias = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return {
+        "w_in": jax.random.normal(k_in, (d, d, width)),
+        "b_in": jax.random.uniform(k_bias, (d, width), minval=-2.0, maxval=2.0),  # kinks spread over the inputs
+        "w_out": jax.random.normal(k_out, (d, width)),
+        "b_out": jnp.zeros((d,)),
+    }
+
+
+def mlp_nodes(adjacency: jax.Array, weights: Mapping[str, jax.Array], noise: jax.Array, concepts: Sequence[str]) -> jax.Array:
+    r"""Register the concepts of ``z_i = g_i(A_{:,i} z) + noise_i`` one by one (``k = 1``).
+
+    Like :func:`linear_nodes`, concept ``i`` is registered at the solution with the concepts before it held at
+    their registered (possibly intervened) values. The solution is found by ``d`` fixed-point sweeps
+    ``z <- held + (1 - held) (g(A z) + noise)``, exact when ``A`` is a DAG (a nilpotent ``A`` settles each
+    concept after at most ``d`` sweeps).
+    """
+    d = len(concepts)
+    batch = noise.shape[0]
+    eps = noise[..., 0]
+    values = jnp.zeros_like(eps)
+    for i, name in enumerate(concepts):
+        held = jnp.asarray([1.0] * i + [0.0] * (d - i), dtype=eps.dtype)
+        fixed = held * values
+
+        def sweep(_, z, fixed=fixed, held=held):
+            return fixed + (1.0 - held) * (mlp_mechanism(adjacency, weights, z) + eps)
+
+        z = jax.lax.fori_loop(0, d, sweep, fixed + (1.0 - held) * eps)  # a loop, not d unrolled copies, to compile
+        values = values.at[:, i].set(concept_site(name, z[:, i : i + 1], batch, 1)[:, 0])
+    return values[..., None]
+
+
 def causal_vae(
     x: ArrayLike | None = None,
     u: ArrayLike | None = None,
@@ -570,7 +647,10 @@ def causal_vae(
     """
     n, _ = image_shape_of(x, num_data, config)
     d, k = config.num_concepts, config.concept_dim
-    a = masked_adjacency(numpyro.param("adjacency", jnp.zeros((d, d))))
+    mlp = config.mechanism == "mlp"
+    start = 0.5 * (1.0 - jnp.eye(d)) if mlp else jnp.zeros((d, d))
+    a = masked_adjacency(numpyro.param("adjacency", start))
+    weights = numpyro.param("mechanism$params", _mechanism_init(d, config.mechanism_width, config.init_seed + 3)) if mlp else None
     if config.acyclicity_weight > 0:
         numpyro.factor("acyclicity", -config.acyclicity_weight * n * acyclicity(a))
     if config.sparsity_weight > 0:
@@ -582,11 +662,18 @@ def causal_vae(
             # pendulum) while shadow_position's label residual sd is 0.06; sharing it turns the likelihood into
             # least squares, which orients the pendulum's edges wrongly.
             label_scale = numpyro.param("label_noise_scale", jnp.ones((d,)), constraint=dist.constraints.positive)
-            fitted = dist.Normal(u_batch @ a, label_scale).log_prob(u_batch).sum(-1)
+            predicted = mlp_mechanism(a, weights, u_batch) if mlp else u_batch @ a
+            fitted = dist.Normal(predicted, label_scale).log_prob(u_batch).sum(-1)
             numpyro.factor("label_scm", config.label_scm_weight * fitted)
 
-    a_images = jax.lax.stop_gradient(a) if config.adjacency_gradient == "labels" else a
-    program(x, u, num_data, config, lambda noise, batch: linear_nodes(a_images, noise, config.concepts, k), label_terms)
+    stop = config.adjacency_gradient == "labels"
+    a_images = jax.lax.stop_gradient(a) if stop else a
+    if mlp:
+        w_images = jax.lax.stop_gradient(weights) if stop else weights
+        make_nodes = lambda noise, batch: mlp_nodes(a_images, w_images, noise, config.concepts)  # noqa: E731
+    else:
+        make_nodes = lambda noise, batch: linear_nodes(a_images, noise, config.concepts, k)  # noqa: E731
+    program(x, u, num_data, config, make_nodes, label_terms)
 
 
 def causal_vae_guide(x: ArrayLike | None = None, u: ArrayLike | None = None, *, num_data: int | None = None, config: CausalVAEConfig = CausalVAEConfig()) -> None:
@@ -781,7 +868,8 @@ def entry(**config: Any) -> ZooModel:
         guide=lambda cfg: partial(causal_vae_guide, config=cfg),
         check_data=check_data,
         summary_sites=(),
-        description="CausalVAE: linear latent SCM z = A^T z + eps, learned A under tr(exp(A*A)) - d, label-conditioned prior.",
+        description="CausalVAE: latent SCM z = A^T z + eps (or z_i = g_i(A_:i z) + eps_i), learned A under tr(exp(A*A)) - d, "
+                    "label-conditioned prior.",
         sites=SITES,
         example=SMALLEST,
     )

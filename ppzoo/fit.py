@@ -553,7 +553,8 @@ def fit(
         Learned parameters to hold fixed (e.g. ``svi_fit.params``): network weights stay at these values
         while NUTS or BlackJAX sample the remaining random sites.
     **engine_options
-        The engine's settings: ``svi``: steps, learning_rate (or optimizer, any optax one), guide, num_particles, num_draws;
+        The engine's settings: ``svi``: steps, learning_rate (or optimizer, any optax one), guide, num_particles, num_draws,
+        psis_draws (the PSIS diagnostic behind ``fit.pareto_k``; 0 = off), importance_resample;
         ``nuts``/``blackjax``: num_warmup, num_samples, num_chains, target_accept_prob, dense_mass,
         max_tree_depth.
 

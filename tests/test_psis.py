@@ -149,6 +149,12 @@ def test_bad_inputs_are_refused_before_compiling(conjugate_data):
         ppzoo.fit(conjugate_model, data, engine="svi", psis_draws=0, importance_resample=True)
     with pytest.raises(TypeError, match=r"`importance_resample` must be True or False"):
         ppzoo.fit(conjugate_model, data, engine="svi", importance_resample="yes")
+    # What ppzoo.sbc maps over simulations (the engine's core) refuses it when it is built, before compiling.
+    from ppzoo.fit import inspect_model
+    from ppzoo.inference import SVIOptions, get
+
+    with pytest.raises(ValueError, match=r"importance_resample=True is not available in SBC"):
+        get("svi").core(conjugate_model, SVIOptions(importance_resample=True), inspect_model(conjugate_model, data))
     with pytest.raises(ValueError, match=r"guide is a point estimate"):
         psis.diagnose(conjugate_model, autoguide.AutoDelta(conjugate_model), {}, jax.random.key(0), data)
 

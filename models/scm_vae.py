@@ -92,7 +92,8 @@ __all__ = ["SCMVAEConfig", "scm_vae", "scm_vae_guide", "PENDULUM_GRAPH", "encode
 #: the mechanisms.
 SITES: tuple[Site, ...] = tuple(
     site for site in CAUSAL_VAE_SITES
-    if site.name not in ("adjacency", "label_noise_scale", "acyclicity", "adjacency_sparsity", "label_scm")
+    if site.name not in ("adjacency", "mechanism$params", "label_noise_scale", "acyclicity", "adjacency_sparsity",
+                         "label_scm")
 ) + (
     Site("mechanism_<concept>$params", None, "param", note=":math:`f_j`, one per concept with parents", each="effects"),
     Site("label_noise_scale", ("d",), "param", "positive", note=":math:`s`", when="``u`` given, ``label_scm_weight > 0``"),

@@ -68,6 +68,7 @@ Pearl, J. (2009). Causality, 2nd ed., Ch. 3 (do versus conditioning).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -360,12 +361,22 @@ def condition_labels(key: jax.Array, config: CausalGANConfig, params: Mapping[st
     check_positive_integer("condition_labels", "num_samples", num_samples)
     num_proposals = 20 * num_samples if num_proposals is None else num_proposals
     check_positive_integer("condition_labels", "num_proposals", num_proposals, allow_none=False)
+    values = {c: jnp.asarray(float(v), jnp.float32) for c, v in given.items()}
+    return _likelihood_weighting(config, num_samples, num_proposals, key, dict(params), values)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _likelihood_weighting(config: CausalGANConfig, num_samples: int, num_proposals: int, key: jax.Array,
+                          params: Mapping[str, Any], given: Mapping[str, jax.Array]) -> jax.Array:
+    """One compiled program: proposals under handlers.condition, their weights, the resampled rows."""
     propose_key, pick_key = jax.random.split(key)
-    data = {c: jnp.full((num_proposals,), float(v)) for c, v in given.items()}
+    data = {c: jnp.full((num_proposals,), v) for c, v in given.items()}
     program = handlers.condition(handlers.substitute(controller, data=dict(params)), data=data)
     trace = handlers.trace(handlers.seed(program, propose_key)).get_trace(num_data=num_proposals, config=config)
     log_w = sum(trace[c]["fn"].log_prob(trace[c]["value"]) for c in given)
-    rows = jax.random.categorical(pick_key, log_w, shape=(num_samples,))
+    # Multinomial resampling by inverse CDF (choice with p): categorical(shape=...) would draw Gumbel noise for
+    # every (sample, proposal) pair.
+    rows = jax.random.choice(pick_key, num_proposals, (num_samples,), p=jax.nn.softmax(log_w))
     return labels_of({c: trace[c]["value"] for c in config.concepts}, config)[rows]
 
 

@@ -8,6 +8,13 @@ Small named pieces, shared by the two ways the engine runs:
 * :func:`svi_core` (what :func:`ppzoo.sbc` maps over simulations): the same state, step and guard in one
   ``lax.scan``, then the same draws.
 
+Global-latent models (Gaussian autoguides, no networks; :func:`plan_for`) run differently by default: the
+guide starts at the Laplace approximation (:mod:`ppzoo.inference.laplace`: MAP by L-BFGS, inverse Hessian),
+SVI runs in coordinates whitened by it (:func:`whiten`) with the "sticking the landing" gradient, in epochs of
+doubling length at halving step size, and stops when the epoch-averaged guide has stopped moving
+(:func:`check_epoch`); the fitted guide is that average, mapped back (:func:`unwhiten`). Neural and amortized
+models keep a fixed number of steps from NumPyro's initialisation.
+
 A step is NumPyro's own ``SVI.update``. Its ``stable_update`` is not used: when a step's loss is not finite
 it keeps the state that loss was computed at, where the guard here goes back to the last state with a
 finite loss (and also refuses new parameters that are not finite).
@@ -16,6 +23,7 @@ finite loss (and also refuses new parameters that are not finite).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -24,9 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from numpyro import handlers
-from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
+import numpyro
+import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform, init_to_value
+from numpyro.infer.elbo import ELBO
 from numpyro.infer.svi import SVIState
-from numpyro.infer.util import log_density
+from numpyro.infer.util import log_density, potential_energy
 from numpyro.optim import optax_to_numpyro
 from numpyro.primitives import Messenger, _subsample_fn
 
@@ -34,6 +46,7 @@ from ppzoo.buffers import fresh_buffers
 from ppzoo.extensions import SVIExtension
 from ppzoo.inference import psis
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
+from ppzoo.inference import laplace
 
 __all__ = [
     "SVIOptions",
@@ -58,6 +71,29 @@ __all__ = [
     "python_chunks",
     "step_loop",
     "stop_warning",
+    "SticklandingELBO",
+    "epoch_of",
+    "is_epoch_end",
+    "epoch_schedule",
+    "Tracker",
+    "flat_params",
+    "init_tracker",
+    "tracked_step",
+    "Convergence",
+    "no_convergence",
+    "check_epoch",
+    "final_params",
+    "convergence_warning",
+    "converge_in_chunks",
+    "LAPLACE_MAX_DIM",
+    "Plan",
+    "plan_for",
+    "Whitened",
+    "whiten",
+    "unwhiten",
+    "prepare_guide",
+    "laplace_start",
+    "laplace_warning",
     "train",
     "guide_draws",
     "draw",
@@ -67,6 +103,8 @@ __all__ = [
 
 GuideName = Literal["auto_normal", "auto_mvn", "auto_delta", "auto_lowrank"]
 StepLoop = Literal["auto", "scan", "python"]
+InitName = Literal["auto", "laplace", "prior"]
+StopName = Literal["auto", "converge", "max_steps"]
 Arrays = Mapping[str, Any]
 
 #: Autoguides by name.
@@ -85,9 +123,32 @@ class SVIOptions(Options):
     Parameters
     ----------
     steps : int
-        Optimisation steps.
+        Optimisation steps: the maximum with ``stop="converge"``, the number run with ``stop="max_steps"``.
     learning_rate : float
         Adam's learning rate (ignored when ``optimizer`` is given).
+    init : {"auto", "laplace", "prior"}
+        Where the guide starts. ``"laplace"``: at the Laplace approximation (MAP by L-BFGS, inverse Hessian
+        there; :mod:`ppzoo.inference.laplace`), and SVI then runs in coordinates whitened by it, so a badly
+        scaled posterior looks like N(0, I) to the optimizer (AutoNormal: scaled by the Laplace marginal sds;
+        AutoMultivariateNormal: by the Cholesky factor of the inverse Hessian); the fitted guide is mapped
+        back, so ``fit.params`` has the guide's usual names. ``"prior"``: NumPyro's autoguide initialisation
+        (the behaviour before this option). ``"auto"`` (default): ``"laplace"`` for a *global-latent* model
+        (:func:`plan_for`): guide ``"auto_normal"`` or ``"auto_mvn"`` (the default guide of a model without
+        its own), no learnable parameters (networks), no extension, no subsampled plate and at most
+        ``LAPLACE_MAX_DIM`` unconstrained latent dimensions; ``"prior"`` otherwise (neural and amortized
+        models keep their behaviour and speed).
+    stop : {"auto", "converge", "max_steps"}
+        ``"converge"``: ``steps`` is a maximum. Steps run in epochs of ``chunk_size``, 2 x, 4 x ...
+        ``chunk_size`` steps, the step size halved from one epoch to the next (:func:`epoch_schedule`); the
+        guide is the average of the last epoch's iterates (Polyak averaging), and the run stops when that
+        average has stopped moving (:func:`check_epoch`), or warns when ``steps`` is reached first.
+        ``"max_steps"``: run ``steps`` steps at the optimizer's own rate and return the last iterate.
+        ``"auto"`` (default): ``"converge"`` where ``init="auto"`` picks ``"laplace"``, else ``"max_steps"``.
+    tolerance : float
+        ``stop="converge"``: converged when the epoch-averaged unconstrained guide parameters changed by at
+        most ``tolerance`` (root mean square) and ``4 * tolerance`` (largest) since the previous epoch.
+        Under ``init="laplace"`` locations are in posterior-sd units (0.05 = 5% of a posterior sd) and the
+        scales' unconstrained values change by ~0.6 x their relative change.
     optimizer : optax.GradientTransformation or None
         Any optax optimizer, e.g. ``optax.adam(optax.cosine_decay_schedule(1e-2, 20_000))`` for a
         learning-rate schedule. ``None`` (default): ``optax.adam(learning_rate)``.
@@ -145,16 +206,35 @@ class SVIOptions(Options):
     psis_draws: int = 1000
     psis_items: int = 256
     importance_resample: bool = False
+    init: InitName = "auto"
+    stop: StopName = "auto"
+    tolerance: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.init not in ("auto", "laplace", "prior"):
+            raise ValueError(
+                f"SVI option `init` must be 'auto', 'laplace' or 'prior'; got {self.init!r}. 'laplace' starts a "
+                "Gaussian guide at the MAP and inverse Hessian; 'prior' is NumPyro's autoguide start."
+            )
+        if self.stop not in ("auto", "converge", "max_steps"):
+            raise ValueError(
+                f"SVI option `stop` must be 'auto', 'converge' or 'max_steps'; got {self.stop!r}. 'converge' "
+                "treats `steps` as a maximum; 'max_steps' runs exactly `steps` steps."
+            )
         validate_positive(
             "SVI",
             steps=self.steps,
             learning_rate=self.learning_rate,
+
             num_particles=self.num_particles,
             num_draws=self.num_draws,
             chunk_size=self.chunk_size,
         )
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float, np.number)) or not self.tolerance > 0:
+            raise ValueError(
+                f"SVI option `tolerance` must be a positive number; got {self.tolerance!r}. Example: tolerance=0.05 "
+                "(5% of a posterior sd under init='laplace')."
+            )
         for name in ("steps", "num_particles", "num_draws", "chunk_size"):
             if not isinstance(getattr(self, name), (int, np.integer)):
                 raise TypeError(f"SVI option `{name}` must be an integer; got {getattr(self, name)!r}.")
@@ -293,22 +373,56 @@ def extension_of(options: SVIOptions, guide: Callable[..., Any]) -> SVIExtension
     return options.extension if options.extension is not None else getattr(guide, "svi_extension", None)
 
 
-def make_svi(model: Callable[..., Any], guide: Callable[..., Any], options: SVIOptions) -> SVI:
+class SticklandingELBO(ELBO):
+    """The trace ELBO with the "sticking the landing" gradient (Roeder, Wu & Duvenaud 2017, Eq. 8).
+
+    The same loss as ``Trace_ELBO``; its gradient drops the score term of ``log q`` (the guide's density is
+    evaluated at the reparameterised draw with its parameters held constant), whose expectation is zero.
+    When the guide's family contains the posterior, the gradient's variance vanishes at the optimum, so
+    iterates near it stop jittering: the whitened Gaussian guides of ``init="laplace"`` use it.
+    """
+
+    can_infer_discrete = False
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        def one(key):
+            seeded = handlers.seed(guide, key)
+            _, guide_trace = log_density(seeded, args, kwargs, param_map)
+            values = {n: s["value"] for n, s in guide_trace.items() if s["type"] == "sample"}
+            log_q, _ = log_density(seeded, args, kwargs, {**jax.lax.stop_gradient(param_map), **values})
+            latent = {n: v for n, v in values.items() if not guide_trace[n]["infer"].get("is_auxiliary")}
+            log_p, _ = log_density(model, args, kwargs, {**param_map, **latent})
+            return log_p - log_q
+
+        elbos = jax.vmap(one)(jax.random.split(rng_key, self.num_particles))
+        return {"loss": -jnp.mean(elbos), "mutable_state": None}
+
+
+def make_svi(model: Callable[..., Any], guide: Callable[..., Any], options: SVIOptions, *,
+             decay_every: int | None = None, sticking: bool = False) -> SVI:
     """NumPyro's ``SVI`` with the options' optimizer and ELBO.
 
     On CPU, minibatch indices are drawn by Floyd's algorithm during training (:func:`floyd_subsample`;
-    NumPyro's CPU shuffle costs O(N) per step); the fit's draws use the model as it is.
+    NumPyro's CPU shuffle costs O(N) per step); the fit's draws use the model as it is. ``decay_every``: the
+    optimizer's updates are multiplied by :func:`epoch_schedule` (halved after ``decay_every`` steps, then
+    after twice as many, and so on).
     """
-    optimizer = optax_to_numpyro(options.optimizer or optax.adam(options.learning_rate))
+    base = options.optimizer or optax.adam(options.learning_rate)
+    if decay_every is not None:
+        base = optax.chain(base, epoch_schedule(decay_every))
+    optimizer = optax_to_numpyro(base)
     fast = _FloydSubsample if jax.default_backend() == "cpu" else (lambda fn: fn)
-    return SVI(fast(model), fast(guide), optimizer, loss=Trace_ELBO(num_particles=options.num_particles))
+    elbo = (SticklandingELBO if sticking else Trace_ELBO)(num_particles=options.num_particles)
+    return SVI(fast(model), fast(guide), optimizer, loss=elbo)
 
 
 class TrainState(NamedTuple):
-    """What training updates: NumPyro's SVI state and the extension's state (``None`` without one)."""
+    """What training updates: NumPyro's SVI state, the extension's state (``None`` without one) and the
+    :class:`Tracker` of the iterates (``None`` unless ``stop="converge"``)."""
 
     svi: SVIState
     extension: Any
+    tracker: Any = None
 
 
 class GuardCarry(NamedTuple):
@@ -405,6 +519,281 @@ def unguarded_step(step: Step) -> Callable[[tuple[TrainState, jax.Array], jax.Ar
         return (state, finite & jnp.all(jnp.isfinite(loss))), loss
 
     return unguarded
+
+
+# ------------------------------------------------------------------------ convergence (stop="converge")
+
+
+def epoch_of(step: jax.Array, chunk: int) -> jax.Array:
+    """The epoch of a step: epoch ``k`` is ``chunk * 2**k`` steps long and runs at step size ``2**-k``.
+
+    Halving the step size while doubling the epoch keeps the distance an epoch can travel constant (the
+    optimizer never freezes short of the optimum) while the average over each epoch gets more precise.
+    """
+    return jnp.floor(jnp.log2(step // chunk + 1.0)).astype(jnp.int32)
+
+
+def is_epoch_end(steps_done: int, chunk: int) -> bool:
+    """Whether ``steps_done`` steps end an epoch (``chunk * (2**(k+1) - 1)`` for some ``k``)."""
+    q = steps_done // chunk + 1
+    return steps_done % chunk == 0 and q & (q - 1) == 0
+
+
+def epoch_schedule(chunk: int) -> optax.GradientTransformation:
+    """Updates multiplied by ``2**-epoch`` (:func:`epoch_of`): the decaying step size of ``stop="converge"``."""
+    return optax.scale_by_schedule(lambda count: 0.5 ** epoch_of(count, chunk).astype(jnp.float32))
+
+
+class Tracker(NamedTuple):
+    """Running sums of the unconstrained guide parameters over the current epoch, about its first iterate."""
+
+    reference: jax.Array
+    total: jax.Array
+    count: jax.Array
+
+    def average(self) -> jax.Array:
+        """The mean of the epoch's iterates so far (Polyak averaging); the reference before any step."""
+        return self.reference + self.total / jnp.maximum(self.count, 1).astype(self.total.dtype)
+
+
+def flat_params(svi: SVI, state: TrainState) -> jax.Array:
+    """The optimizer's (unconstrained) parameters as one flat vector."""
+    return ravel_pytree(svi.optim.get_params(state.svi.optim_state))[0]
+
+
+def init_tracker(svi: SVI, state: TrainState) -> TrainState:
+    """``state`` with an empty :class:`Tracker`."""
+    flat = flat_params(svi, state)
+    return state._replace(tracker=Tracker(flat, jnp.zeros_like(flat), jnp.zeros((), jnp.int32)))
+
+
+def tracked_step(step: Step, svi: SVI, chunk: int) -> Step:
+    """``step`` that also adds each new iterate to the :class:`Tracker`, restarted at each epoch's first step.
+
+    Sums are about the epoch's first iterate, so that small moves are not lost to float32 rounding.
+    """
+
+    def tracked(state: TrainState, index: jax.Array, arrays: Arrays) -> tuple[TrainState, jax.Array, jax.Array]:
+        new, loss, finite = step(state, index, arrays)
+        flat = flat_params(svi, new)
+        old = state.tracker
+        restart = (index == 0) | (epoch_of(index, chunk) != epoch_of(jnp.maximum(index - 1, 0), chunk))
+        reference = jnp.where(restart, flat, old.reference)
+        total = jnp.where(restart, 0.0, old.total) + (flat - reference)
+        count = jnp.where(restart, 0, old.count) + 1
+        return new._replace(tracker=Tracker(reference, total, count)), loss, finite
+
+    return tracked
+
+
+class Convergence(NamedTuple):
+    """The stop rule's record after an epoch (:func:`check_epoch`).
+
+    ``average``: the epoch's mean unconstrained guide parameters (flat); ``rms_change`` and ``max_change``:
+    root mean square and largest change of that mean since the previous epoch (``inf`` before two epochs);
+    ``converged``: the rule is met; ``epochs``: epochs checked.
+    """
+
+    average: jax.Array
+    rms_change: jax.Array
+    max_change: jax.Array
+    converged: jax.Array
+    epochs: jax.Array
+
+
+def no_convergence(svi: SVI, state: TrainState) -> Convergence:
+    """The record before the first epoch."""
+    flat = flat_params(svi, state)
+    inf = jnp.array(jnp.inf, flat.dtype)
+    return Convergence(flat, inf, inf, jnp.array(False), jnp.zeros((), jnp.int32))
+
+
+def check_epoch(state: TrainState, record: Convergence, tolerance: float) -> Convergence:
+    """The stop rule, after an epoch: compare the epoch's iterate average with the previous epoch's.
+
+    Converged when the change ``d = |m_k - m_{k-1}|`` of the averaged unconstrained guide parameters has
+    ``sqrt(mean(d**2)) <= tolerance`` and ``max(d) <= 4 * tolerance``. With one-sample gradients the
+    average of ``n`` iterates near the optimum is precise to ~``1 / sqrt(n)`` posterior sd (whitened
+    coordinates), so the rule is met after a few thousand steps at ``tolerance=0.05``, and not while the
+    guide still travels (an epoch can move it ~``learning_rate * chunk`` in every coordinate). Pure and
+    traceable: the engine's run calls it (compiled) after each epoch and its SBC core inside its loop.
+    """
+    average = state.tracker.average()
+    change = jnp.abs(average - record.average)
+    seen = record.epochs > 0
+    rms = jnp.where(seen, jnp.sqrt(jnp.mean(change**2)), jnp.inf).astype(average.dtype)
+    largest = jnp.where(seen, jnp.max(change, initial=0.0), jnp.inf).astype(average.dtype)
+    converged = seen & (rms <= tolerance) & (largest <= 4 * tolerance)
+    return Convergence(average, rms, largest, converged, record.epochs + 1)
+
+
+def final_params(svi: SVI, state: TrainState) -> dict[str, jax.Array]:
+    """The fitted (constrained) guide parameters: with a :class:`Tracker`, the average of the last epoch's
+    iterates (Polyak averaging; of the epoch so far when ``steps`` ended it), else the last iterate."""
+    params = svi.optim.get_params(state.svi.optim_state)
+    if state.tracker is None:
+        return svi.constrain_fn(params)
+    _, unravel = ravel_pytree(params)
+    return svi.constrain_fn(unravel(state.tracker.average()))
+
+
+def convergence_warning(record: Convergence, steps: int, tolerance: float) -> str:
+    """The warning for a run that reached ``steps`` without meeting the stop rule."""
+    if not np.isfinite(float(record.rms_change)):
+        moved = f"fewer than two epochs ran ({int(record.epochs)})"
+    else:
+        moved = (f"the averaged guide parameters still changed by {float(record.rms_change):.3g} (rms) / "
+                 f"{float(record.max_change):.3g} (max) over the last epoch")
+    return (
+        f"SVI did not converge within steps={steps}: {moved}; tolerance {tolerance:g}. The guide may be far from "
+        "the optimum: raise `steps`, or pass stop='max_steps' to run a fixed number of steps without this check."
+    )
+
+
+# ------------------------------------------------------------------ global-latent models: plan and whitening
+
+#: ``init="auto"`` uses the Laplace start only up to this many unconstrained latent dimensions (the Hessian
+#: is dense: D gradient evaluations and D x D memory).
+LAPLACE_MAX_DIM = 1000
+
+
+class Plan(NamedTuple):
+    """How a fit runs: ``init`` ("laplace" or "prior"), ``stop`` ("converge" or "max_steps") and, when the
+    model is not a global-latent one, why (``reasons``)."""
+
+    init: str
+    stop: str
+    reasons: tuple[str, ...]
+
+
+def _subsampled_plates(model: Callable[..., Any], data: Mapping[str, Any]) -> list[str]:
+    """Plates the model subsamples (a stochastic potential: no MAP), from one eager run."""
+
+    def start(site):
+        if site["type"] == "sample" and not site["is_observed"]:
+            return init_to_uniform(site)
+        return None
+
+    trace = handlers.trace(handlers.substitute(handlers.seed(model, 0), substitute_fn=start)).get_trace(**data)
+    return [name for name, site in trace.items() if site["type"] == "plate" and site["args"][1] is not None
+            and site["args"][1] < site["args"][0]]
+
+
+def plan_for(model: Callable[..., Any], guide: Callable[..., Any], options: SVIOptions, sites: Any,
+             data: Mapping[str, Any], extension: SVIExtension | None = None) -> Plan:
+    """Resolve ``init`` and ``stop``: the rule of a *global-latent* model, where ``"auto"`` means Laplace + converge.
+
+    A model is global-latent here when its guide is exactly ``AutoNormal`` or ``AutoMultivariateNormal``, it
+    has no ``numpyro.param`` sites (networks) and no extension, no plate is subsampled, and its latent sites
+    hold at most :data:`LAPLACE_MAX_DIM` numbers. Amortized (the zoo's own guides) and neural models fail
+    the first tests, so they keep ``"prior"`` and ``"max_steps"``.
+
+    Raises
+    ------
+    ValueError
+        ``init="laplace"`` for a model that is not global-latent (the message lists why).
+    """
+    reasons = []
+    if type(guide) not in (autoguide.AutoNormal, autoguide.AutoMultivariateNormal):
+        reasons.append(f"its guide is {getattr(guide, '__name__', type(guide).__name__)}, not auto_normal or auto_mvn")
+    if sites.params:
+        reasons.append(f"it has learnable parameters ({', '.join(sites.params)})")
+    if extension is not None:
+        reasons.append("it trains an extension")
+    size = sum(int(np.size(sites.values[name])) for name in sites.latent if name in sites.values)
+    if size > LAPLACE_MAX_DIM:
+        reasons.append(f"its latent sites hold {size} numbers (> LAPLACE_MAX_DIM = {LAPLACE_MAX_DIM})")
+    if not reasons:
+        subsampled = _subsampled_plates(model, data)
+        if subsampled:
+            reasons.append(f"it subsamples plate(s) {', '.join(subsampled)}")
+    if options.init == "laplace" and reasons:
+        raise ValueError(
+            "SVI option init='laplace' needs a global-latent model with guide 'auto_normal' or 'auto_mvn', but "
+            + "; ".join(reasons) + ". Use init='prior' (or 'auto', which picks it here)."
+        )
+    init = options.init if options.init != "auto" else ("prior" if reasons else "laplace")
+    stop = options.stop if options.stop != "auto" else ("max_steps" if reasons else "converge")
+    return Plan(init, stop, tuple(reasons))
+
+
+class Whitened(NamedTuple):
+    """SVI in coordinates whitened by a Laplace approximation: ``z = loc + A w`` on the flat unconstrained space.
+
+    ``A`` is ``scale_tril`` (AutoMultivariateNormal) or ``diag(scale)`` (AutoNormal, which keeps the mean-field
+    family). ``model`` is the original model as a density over ``w`` (Jacobian ``log|det A|`` included, so its
+    ELBO equals the original's); ``guide`` the same autoguide over ``w``, started at ``w ~ N(0, I)``.
+    """
+
+    model: Callable[..., Any]
+    guide: Callable[..., Any]
+    layout: Any
+    loc: jax.Array
+    transform: jax.Array
+    diagonal: bool
+
+
+def whiten(model: Callable[..., Any], guide: Callable[..., Any], approximation: Any, layout: Any) -> Whitened:
+    """The :class:`Whitened` problem for ``guide`` (an ``AutoNormal`` or ``AutoMultivariateNormal`` of ``model``)."""
+    diagonal = type(guide) is autoguide.AutoNormal
+    transform = approximation.scale if diagonal else approximation.scale_tril
+    loc, size = approximation.loc, layout.size
+    log_det = jnp.sum(jnp.log(transform if diagonal else jnp.diagonal(transform)))
+
+    def white_model(**data):
+        w = numpyro.sample("white", dist.ImproperUniform(dist.constraints.real, (), (size,)))
+        z = loc + (transform * w if diagonal else transform @ w)
+        with handlers.block():
+            log_joint = -potential_energy(model, (), data, layout.unravel(z))
+        numpyro.factor("log_density", log_joint + log_det)
+
+    start = init_to_value(values={"white": jnp.zeros(size, loc.dtype)})
+    family = autoguide.AutoNormal if diagonal else autoguide.AutoMultivariateNormal
+    return Whitened(white_model, family(white_model, init_loc_fn=start, init_scale=1.0), layout, loc, transform, diagonal)
+
+
+def unwhiten(whitened: Whitened, guide: Callable[..., Any], params: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """The whitened guide's fitted parameters as ``guide``'s own (``{site}_{prefix}_loc``/``_scale`` for
+    AutoNormal, ``{prefix}_loc``/``{prefix}_scale_tril`` for AutoMultivariateNormal), constrained."""
+    white = whitened.guide.prefix
+    loc_w = params[f"white_{white}_loc" if whitened.diagonal else f"{white}_loc"]
+    if whitened.diagonal:
+        locs = whitened.layout.unravel(whitened.loc + whitened.transform * loc_w)
+        scales = whitened.layout.unravel(whitened.transform * params[f"white_{white}_scale"])
+        return {**{f"{k}_{guide.prefix}_loc": v for k, v in locs.items()},
+                **{f"{k}_{guide.prefix}_scale": v for k, v in scales.items()}}
+    return {f"{guide.prefix}_loc": whitened.loc + whitened.transform @ loc_w,
+            f"{guide.prefix}_scale_tril": whitened.transform @ params[f"{white}_scale_tril"]}
+
+
+def prepare_guide(guide: Callable[..., Any], key: jax.Array, data: Mapping[str, Any]) -> Any:
+    """Run an autoguide once so that it sets up its prototype (as ``svi.init`` does on the ``"prior"`` path, with
+    the same key: later uses then consume keys alike on both paths); return the layout it packs latents in.
+
+    The layout is that of the guide's unconstrained initial values, ``guide._init_locs``: NumPyro's
+    AutoMultivariateNormal packs ``loc`` in that dict's order, which is not always the order of the dict
+    ``initialize_model`` returns (seen: model order in the guide, sorted names from ``initialize_model``).
+    """
+    handlers.block(handlers.seed(guide, key))(**data)
+    return laplace.layout_of(guide._init_locs)
+
+
+def laplace_start(model: Callable[..., Any], key: jax.Array, data: Mapping[str, Any], layout: Any) -> Any:
+    """The Laplace approximation of ``model(**data)`` from NumPyro's prior-median start, flat in ``layout``."""
+    start, layout = laplace.initial_point(model, data, key, layout=layout)
+    return laplace.laplace(laplace.flat_potential(model, layout, data), start)
+
+
+def laplace_warning(approximation: Any) -> str | None:
+    """A warning when the Laplace start fell back to a diagonal scale (Hessian not positive definite)."""
+    if bool(approximation.positive_definite):
+        return None
+    return (
+        f"SVI init='laplace': the Hessian at the L-BFGS end point ({int(approximation.iterations)} iterations, "
+        f"gradient norm {float(approximation.grad_norm):.3g}) is not positive definite, so the guide started "
+        "from a diagonal scale there instead. The posterior may have no proper mode (a funnel, an unidentified "
+        "direction); check the fit against NUTS, or pass init='prior'."
+    )
 
 
 class Chunks(NamedTuple):
@@ -505,18 +894,28 @@ def train(
     options: SVIOptions,
     *,
     on_chunk: Callable[[int], None] | None = None,
-) -> tuple[TrainState, np.ndarray, list[str]]:
+    converge: bool = False,
+) -> tuple[TrainState, np.ndarray, list[str], Convergence | None]:
     """Train for ``options.steps`` steps in compiled chunks of ``options.chunk_size``, donating ``state``.
 
     Each chunk first runs unguarded; a chunk whose losses or final state are not all finite is rerun
     from its start with :func:`guarded_step`, which stops at the first bad step. ``on_chunk(n)`` is called
-    after each chunk with its number of steps (its losses are on the host by then).
+    after each chunk with its number of steps (its losses are on the host by then). ``converge``: the
+    iterates are tracked (:func:`tracked_step`; ``svi`` from ``make_svi(..., decay_every=chunk)``) and
+    the stop rule :func:`check_epoch` runs after each epoch; ``steps`` is then a maximum.
 
-    Returns the final state, the loss per step run, and the warnings (one, when training stopped).
+    Returns the final state, the loss per step run, the warnings (training stopped by a NaN, or the stop
+    rule not met within ``steps``) and the stop rule's last record (``None`` unless ``converge``).
     """
     arrays, static = split_data(data)
     step = make_step(svi, extension, static, extension_key)
     chunk, total = min(options.chunk_size, options.steps), options.steps
+    record = None
+    if converge:
+        step = tracked_step(step, svi, chunk)
+        state = init_tracker(svi, state)
+        record = no_convergence(svi, state)
+        check = jax.jit(functools.partial(check_epoch, tolerance=options.tolerance))
     loop = step_loop(options, step, state, arrays)
     chunks = (scan_chunks if loop == "scan" else python_chunks)(svi, step, chunk, total)
     failed = jnp.array(False)
@@ -539,8 +938,13 @@ def train(
             step_index = start + (int(bad[0]) if bad.size else len(chunk_losses))
             warning = stop_warning(np.concatenate(losses), step_index)
             losses[-1] = chunk_losses[: step_index - start + 1]
-            return state, np.concatenate(losses), [warning]
-    return state, np.concatenate(losses), []
+            return state, np.concatenate(losses), [warning], None
+        if converge and is_epoch_end(start + len(chunk_losses), chunk):
+            record = check(state, record)
+            if bool(record.converged):
+                return state, np.concatenate(losses), [], record
+    warnings = [convergence_warning(record, total, options.tolerance)] if converge else []
+    return state, np.concatenate(losses), warnings, record
 
 
 def guide_draws(
@@ -595,18 +999,34 @@ def run_svi(
     The update is compiled once for a chunk of ``options.chunk_size`` steps with the state donated
     (:func:`train`). A step whose loss or new parameters are not finite is not applied: training stops
     there, the last good parameters are kept, and a warning names the step and the last finite loss.
-    ``sites`` (``latent``, ``deterministic``) names the sites drawn.
+    ``sites`` (``latent``, ``deterministic``) names the sites drawn. ``init`` and ``stop`` are resolved by
+    :func:`plan_for`: with ``init="laplace"`` the guide is trained in coordinates whitened by the Laplace
+    approximation (:func:`whiten`) and mapped back (:func:`unwhiten`); with ``stop="converge"`` training
+    stops by :func:`check_epoch` and the guide is the last epoch's average.
     """
     init_key, _, draw_key = jax.random.split(key, 3)
     guide = make_guide(model, options.guide)
     if options.importance_resample:  # before anything compiles
         psis.check_resample(guide, sites)
     extension = extension_of(options, guide)
-    svi = make_svi(model, guide, options)
+    plan = plan_for(model, guide, options, sites, data, extension)
     arrays, static = split_data(data)
     replicate = None
     if options.data_devices is not None and options.data_devices > 1:
         arrays, replicate = shard_data(arrays, options.data_devices)
+    notes: list[str] = []
+    whitened = None
+    if plan.init == "laplace":
+        laplace_key, init_key = jax.random.split(init_key)
+        layout = prepare_guide(guide, init_key, data)
+        approximation = jax.jit(lambda key, arrays: laplace_start(model, key, {**arrays, **static}, layout))(
+            laplace_key, arrays)
+        whitened = whiten(model, guide, approximation, layout)
+        notes += [w for w in [laplace_warning(approximation)] if w]
+    converge = plan.stop == "converge"
+    svi = make_svi(whitened.model if whitened else model, whitened.guide if whitened else guide, options,
+                   decay_every=min(options.chunk_size, options.steps) if converge else None,
+                   sticking=whitened is not None)
     state, extension_key = init_state(svi, extension, init_key, {**arrays, **static})
     # Donated from here on: initial values may share buffers with objects the caller keeps.
     state = fresh_buffers(state)
@@ -618,12 +1038,15 @@ def run_svi(
 
         bar = tqdm(total=options.steps, desc="SVI", unit="step")
     try:
-        state, losses, warnings = train(svi, extension, state, extension_key, {**arrays, **static}, options,
-                                        on_chunk=bar.update if bar is not None else None)
+        state, losses, warnings, record = train(svi, extension, state, extension_key, {**arrays, **static}, options,
+                                                on_chunk=bar.update if bar is not None else None, converge=converge)
     finally:
         if bar is not None:
             bar.close()
-    params = svi.get_params(state.svi)
+    warnings = notes + warnings
+    params = final_params(svi, state)
+    if whitened is not None:
+        params = unwhiten(whitened, guide, params)
     diagnosis, resampled, psis_warnings = psis.diagnose_fit(
         model, guide, params, jax.random.fold_in(draw_key, 1), data, sites, psis_draws=options.psis_draws,
         psis_items=options.psis_items, importance_resample=options.importance_resample, num_draws=options.num_draws)
@@ -640,10 +1063,11 @@ def svi_core(
 ) -> Callable[[jax.Array, Mapping[str, Any]], dict[str, jax.Array]]:
     """One SVI fit as a pure function ``(key, data) -> draws of sites.latent``, ``(num_draws, *shape)``.
 
-    The same guide, optimizer, ELBO, extension, state, step and guard as :func:`run_svi`, with the same
-    keys, in one ``lax.scan`` over all steps: it reproduces :func:`run_svi`'s draws to float rounding.
-    The options that only lay out the work (``chunk_size``, ``step_loop``, ``data_devices``,
-    ``progress_bar``) have nothing to lay out in one traced run.
+    The same plan (:func:`plan_for`), Laplace start, guide, optimizer, ELBO, extension, state, step, guard
+    and stop rule as :func:`run_svi`, with the same keys: one ``lax.scan`` over all steps, or with
+    ``stop="converge"`` a ``lax.while_loop`` over chunks of ``chunk_size`` steps with :func:`check_epoch`
+    after each epoch. It reproduces :func:`run_svi`'s draws to float rounding. The options that only lay out
+    the work (``step_loop``, ``data_devices``, ``progress_bar``) have nothing to lay out in one traced run.
     """
     if options.importance_resample:
         raise ValueError("SVI option importance_resample=True is not available in SBC: PSIS smoothing runs on the "
@@ -654,19 +1078,63 @@ def svi_core(
         init_key, _, draw_key = jax.random.split(key, 3)
         guide = make_guide(model, options.guide)
         extension = extension_of(options, guide)
-        svi = make_svi(model, guide, options)  # per trace: SVI keeps the traced model's transforms
+        plan = plan_for(model, guide, options, sites, data, extension)
         arrays, static = split_data(data)
+        whitened = None
+        if plan.init == "laplace":
+            laplace_key, init_key = jax.random.split(init_key)
+            layout = prepare_guide(guide, init_key, data)
+            whitened = whiten(model, guide, laplace_start(model, laplace_key, data, layout), layout)
+        converge = plan.stop == "converge"
+        # per trace: SVI keeps the traced model's transforms
+        svi = make_svi(whitened.model if whitened else model, whitened.guide if whitened else guide, options,
+                       decay_every=min(options.chunk_size, options.steps) if converge else None,
+                   sticking=whitened is not None)
         state, extension_key = init_state(svi, extension, init_key, data)
-        guarded = guarded_step(make_step(svi, extension, static, extension_key), options.steps)
-        carry, _ = jax.lax.scan(
-            lambda carry, index: guarded(carry, index, arrays),
-            GuardCarry(state, state, jnp.array(False)),
-            jnp.arange(options.steps),
-        )
-        params = svi.get_params(carry.state.svi)
+        step = make_step(svi, extension, static, extension_key)
+        if not converge:
+            guarded = guarded_step(step, options.steps)
+            carry, _ = jax.lax.scan(
+                lambda carry, index: guarded(carry, index, arrays),
+                GuardCarry(state, state, jnp.array(False)),
+                jnp.arange(options.steps),
+            )
+            params = final_params(svi, carry.state)
+        else:
+            carry, _ = converge_in_chunks(svi, step, init_tracker(svi, state), arrays, options)
+            params = final_params(svi, carry.state)
+        if whitened is not None:
+            params = unwhiten(whitened, guide, params)
         return guide_draws(model, guide, params, draw_key, data, latent, options.num_draws)
 
     return one_fit
+
+
+def converge_in_chunks(svi: SVI, step: Step, state: TrainState, arrays: Arrays,
+                       options: SVIOptions) -> tuple[GuardCarry, Convergence]:
+    """:func:`train` with ``converge=True`` as one traced ``lax.while_loop``: guarded chunks, each followed by
+    :func:`check_epoch` after each epoch, until the rule is met, a step fails or ``options.steps`` steps ran."""
+    chunk, total = min(options.chunk_size, options.steps), options.steps
+    guarded = guarded_step(tracked_step(step, svi, chunk), total)
+
+    def run_chunk(loop):
+        carry, record, start = loop
+        carry, _ = jax.lax.scan(lambda c, index: guarded(c, index, arrays), carry, start + jnp.arange(chunk))
+        done = start + chunk
+        q = done // chunk + 1
+        epoch_end = (q & (q - 1)) == 0
+        checked = check_epoch(carry.state, record, options.tolerance)
+        # train() checks only whole epochs of good steps: a failed chunk ends the loop with the record as it was.
+        record = jax.tree.map(lambda new, old: jnp.where(epoch_end & ~carry.failed, new, old), checked, record)
+        return carry, record, done
+
+    def going(loop):
+        carry, record, start = loop
+        return (start < total) & ~carry.failed & ~record.converged
+
+    start = (GuardCarry(state, state, jnp.array(False)), no_convergence(svi, state), jnp.zeros((), jnp.int32))
+    carry, record, _ = jax.lax.while_loop(going, run_chunk, start)
+    return carry, record
 
 
 def _num_draws(options: SVIOptions) -> int:

@@ -1,0 +1,171 @@
+"""SVI that converges by default: Laplace start, whitened steps, the stop rule, and bad options (issue 17, item 2)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.distributions import constraints
+
+import ppzoo
+from ppzoo._runtime import CompileTimer
+from ppzoo.fit import inspect_model
+from ppzoo.inference import svi as svi_engine
+
+#: Coefficient scales of the badly scaled regression: six orders of magnitude.
+SCALES = np.array([1e-3, 1e-1, 1e1, 1e3])
+NOISE_SD = 1.0
+
+
+def flat_regression(X, y=None):
+    """y ~ Normal(X @ beta, 1) with Stan's implicit flat prior on beta: the posterior is Gaussian in closed form."""
+    beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), (X.shape[1],)))
+    numpyro.sample("y", dist.Normal(X @ beta, NOISE_SD), obs=y)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    """Orthogonal predictors whose norms make the coefficients (and their posterior sds) span 1e-3 .. 1e3.
+
+    Orthogonal columns make the posterior's covariance diagonal, so the default guide (AutoNormal) contains
+    it and any error left is optimisation error.
+    """
+    rng = np.random.default_rng(0)
+    n = 200
+    q, _ = np.linalg.qr(rng.normal(size=(n, len(SCALES))))
+    X = (q * np.sqrt(n) / SCALES).astype(np.float32)
+    beta = SCALES * np.array([1.0, -2.0, 0.5, 3.0])
+    y = (X @ beta + NOISE_SD * rng.normal(size=n)).astype(np.float32)
+    X64 = X.astype(np.float64)
+    covariance = NOISE_SD**2 * np.linalg.inv(X64.T @ X64)
+    return {"X": X, "y": y}, covariance @ X64.T @ y, np.sqrt(np.diag(covariance))
+
+
+@pytest.fixture(scope="module")
+def default_fit(regression):
+    data, _, _ = regression
+    return ppzoo.fit(flat_regression, data, engine="svi", seed=0)
+
+
+def test_badly_scaled_flat_regression_matches_closed_form_from_defaults(regression, default_fit):
+    """The default settings (AutoNormal, init and stop 'auto') reach the closed-form posterior.
+
+    The fit's draws are independent, so their Monte Carlo standard errors are sd / sqrt(n) for the mean and
+    sd / sqrt(2 (n - 1)) for the sd (Gaussian draws); 4 MCSE is a 1-in-16,000 false alarm per number. Before
+    the Laplace start, 10,000 Adam steps left these means hundreds to thousands of MCSEs off.
+    """
+    _, mean, sd = regression
+    draws = default_fit.samples["beta"][0]
+    n = draws.shape[0]
+    assert n == svi_engine.SVIOptions().num_draws
+    mcse_mean = sd / np.sqrt(n)
+    mcse_sd = sd / np.sqrt(2 * (n - 1))
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * mcse_mean)
+    np.testing.assert_array_less(np.abs(draws.std(0, ddof=1) - sd), 4 * mcse_sd)
+
+
+def test_stop_rule_stops_a_converged_run_early(default_fit):
+    steps = svi_engine.SVIOptions().steps
+    assert len(default_fit.losses) < steps
+    assert np.all(np.isfinite(default_fit.losses))
+    assert not any("did not converge" in w for w in default_fit.warnings)
+    # The run ended on an epoch boundary (chunk * (2**(k+1) - 1) steps), where the rule is checked.
+    assert svi_engine.is_epoch_end(len(default_fit.losses), svi_engine.SVIOptions().chunk_size)
+    # The fitted guide keeps the autoguide's own parameter names (the whitened ones are mapped back).
+    assert set(default_fit.params) == {"beta_auto_loc", "beta_auto_scale"}
+
+
+def test_stop_rule_warns_when_steps_run_out(regression):
+    """50 steps are one epoch: nothing to compare, so the rule cannot be met and the fit says so."""
+    data, _, _ = regression
+    with pytest.warns(UserWarning, match=r"SVI did not converge within steps=50: fewer than two epochs"):
+        fit = ppzoo.fit(flat_regression, data, engine="svi", seed=0, steps=50, num_draws=10)
+    assert len(fit.losses) == 50
+
+
+def test_check_epoch_needs_the_average_to_stop_moving():
+    """The rule on hand-made trackers: an average that moved by 0.3 has not converged; one that moved by
+    0.01 has; the first epoch never has (nothing to compare with)."""
+    state = svi_engine.TrainState(None, None, svi_engine.Tracker(jnp.zeros(4), jnp.full(4, 2.0), jnp.array(10)))
+    first = svi_engine.Convergence(jnp.zeros(4), jnp.array(jnp.inf), jnp.array(jnp.inf), jnp.array(False),
+                                   jnp.array(0))
+    assert not bool(svi_engine.check_epoch(state, first, 0.05).converged)
+    # The tracker's average is 0 + 2.0 / 10 = 0.2 in every coordinate.
+    moved = first._replace(average=jnp.full(4, -0.1), epochs=jnp.array(1))
+    record = svi_engine.check_epoch(state, moved, 0.05)
+    assert not bool(record.converged) and float(record.rms_change) == pytest.approx(0.3)
+    still = first._replace(average=jnp.full(4, 0.19), epochs=jnp.array(1))
+    assert bool(svi_engine.check_epoch(state, still, 0.05).converged)
+    # One coordinate far off fails the largest-change bound even when the rms is small.
+    one_off = first._replace(average=jnp.array([0.2, 0.2, 0.2, -0.1]), epochs=jnp.array(1))
+    assert not bool(svi_engine.check_epoch(state, one_off, 0.1).converged)
+
+
+def test_epochs_double_and_the_step_size_halves():
+    chunk = 50
+    epochs = np.asarray(svi_engine.epoch_of(jnp.arange(0, 800), chunk))
+    # Epoch k runs chunk * 2**k steps: 50 at epoch 0, 100 at epoch 1, 200 at epoch 2, 400 at epoch 3.
+    assert [int((epochs == k).sum()) for k in range(4)] == [50, 100, 200, 400]
+    assert [s for s in range(1, 800) if svi_engine.is_epoch_end(s, chunk)] == [50, 150, 350, 750]
+
+
+def _with_weights(x=None):
+    w = numpyro.param("w", jnp.ones(2))
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    numpyro.sample("x", dist.Normal(mu * w.sum(), 1.0), obs=x)
+
+
+def _conjugate(y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    with numpyro.plate("data", 5 if y is None else len(y)):
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_auto_picks_laplace_only_for_global_latent_gaussian_guides():
+    y = {"y": np.zeros(5, np.float32)}
+    sites = inspect_model(_conjugate, y)
+    options = svi_engine.SVIOptions()
+    for name in ("auto_normal", "auto_mvn"):
+        plan = svi_engine.plan_for(_conjugate, svi_engine.make_guide(_conjugate, name), options, sites, y)
+        assert (plan.init, plan.stop) == ("laplace", "converge")
+    plan = svi_engine.plan_for(_conjugate, svi_engine.make_guide(_conjugate, "auto_delta"), options, sites, y)
+    assert (plan.init, plan.stop) == ("prior", "max_steps")
+    assert plan.reasons == ("its guide is AutoDelta, not auto_normal or auto_mvn",)
+    # A model with learnable parameters (a network) keeps the behaviour from before: prior start, all steps.
+    x = {"x": np.zeros(3, np.float32)}
+    weights = inspect_model(_with_weights, x)
+    plan = svi_engine.plan_for(_with_weights, svi_engine.make_guide(_with_weights, None), options, weights, x)
+    assert (plan.init, plan.stop) == ("prior", "max_steps")
+    assert "learnable parameters (w)" in plan.reasons[0]
+    # Asked for explicitly, converge runs on any model.
+    plan = svi_engine.plan_for(_with_weights, svi_engine.make_guide(_with_weights, None),
+                               svi_engine.SVIOptions(stop="converge"), weights, x)
+    assert (plan.init, plan.stop) == ("prior", "converge")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [("init", "bfgs", r"`init` must be 'auto', 'laplace' or 'prior'; got 'bfgs'"),
+     ("stop", "never", r"`stop` must be 'auto', 'converge' or 'max_steps'; got 'never'"),
+     ("tolerance", 0.0, r"`tolerance` must be a positive number; got 0.0. Example: tolerance=0.05"),
+     ("tolerance", "tight", r"`tolerance` must be a positive number")],
+)
+def test_bad_options_are_refused_before_compiling(option, value, match):
+    timer = CompileTimer()
+    with timer.measure(), pytest.raises(ValueError, match=match):
+        ppzoo.fit(_conjugate, {"y": np.zeros(5, np.float32)}, engine="svi", **{option: value})
+    assert timer.count == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "guide", "why"),
+    [(_with_weights, {"x": np.zeros(3, np.float32)}, None, r"learnable parameters \(w\)"),
+     (_conjugate, {"y": np.zeros(5, np.float32)}, "auto_delta", "not auto_normal or auto_mvn")],
+)
+def test_laplace_on_a_model_it_does_not_fit_is_refused_before_compiling(model, data, guide, why):
+    timer = CompileTimer()
+    with timer.measure(), pytest.raises(ValueError, match=rf"init='laplace' needs a global-latent model.*{why}.*init='prior'"):
+        ppzoo.fit(model, data, engine="svi", init="laplace", guide=guide)
+    assert timer.count == 0

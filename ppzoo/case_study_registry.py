@@ -23,6 +23,7 @@ CASE_STUDIES: dict[str, str] = {
     "pendulum": "ppzoo.case_studies.pendulum",
     "sachs": "ppzoo.case_studies.sachs",
     "gan_ica": "ppzoo.case_studies.gan_ica",
+    "infogan": "ppzoo.case_studies.infogan",
 }
 
 

@@ -54,7 +54,9 @@ from ppzoo.inference.adversarial import (
 from ppzoo.inference.svi import all_finite
 from ppzoo.metrics.readout import FactorReader
 from ppzoo.models import ZooModel
-from ppzoo.models.causal_gan import CausalGANConfig, check_do, condition_labels, controller
+from ppzoo.models.causal_gan import (
+    PENDULUM_CONCEPTS, PENDULUM_EDGES, CausalGANConfig, check_do, condition_labels, controller,
+)
 
 __all__ = [
     "fit_controller", "train_generator", "CausalGANFit", "generate_images", "CausalGANModel", "pendulum_study",
@@ -251,6 +253,26 @@ class CausalGANModel:
 
     def generate(self, noise: np.ndarray, do: Mapping[str, float] | None = None) -> np.ndarray:
         return generate_images(self.fit, jax.random.key(int(noise[0, 0])), len(noise), do=do)[0]
+
+
+def pendulum_model(x: np.ndarray, u: np.ndarray, *, seed: int, steps: int, controller_steps: int = 2000,
+                   batch_size: int = 64, hidden: Sequence[int] = (256, 256)) -> CausalGANModel:
+    """CausalGAN trained on the pendulum case study's training images ``x`` and standardised factors ``u``, behind
+    the case study's model interface: the hook for ``case_studies/pendulum.py``.
+
+    In its model loop, ``model = pendulum_model(x, u, seed=seed, steps=args.steps)`` gives an object whose
+    ``prior`` / ``generate(noise, do)`` its ``intervention_scores`` and ``holdout_scores`` take like the causal
+    VAEs' (do() values in training sd units, as there).
+    """
+    import ppzoo.models
+
+    model = ppzoo.models.get("causal_gan", concepts=PENDULUM_CONCEPTS, edges=PENDULUM_EDGES, image_shape=tuple(np.shape(x)[1:]),
+                             init_seed=seed, hidden=tuple(hidden))
+    return CausalGANModel(fit(jax.random.key(seed), model, x, u, controller_steps=controller_steps, steps=steps,
+                              batch_size=batch_size))
+
+
+__all__ += ["pendulum_model"]
 
 
 def label_tv(read: np.ndarray, truth: np.ndarray, medians: np.ndarray) -> float:

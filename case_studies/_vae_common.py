@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 from numpyro.infer import init_to_uniform
 
@@ -40,6 +41,7 @@ import ppzoo
 from ppzoo.amortization import amortization_gap
 from ppzoo.checks import closed_loop_section, convergence_check, posterior_collapse, unconverged_note
 from ppzoo.inference import svi as svi_engine
+from ppzoo.models import infogan
 from ppzoo.models.vae import decoder_function, encoder_function, posterior_model
 from ppzoo.report import Claim, Section
 
@@ -63,6 +65,8 @@ __all__ = [
     "amortization_checks",
     "collapse_claim",
     "COLLAPSE_SECTION",
+    "TrainedInfoGAN",
+    "train_infogan_seeds",
 ]
 
 #: Title of the posterior-collapse section (claims link to it).
@@ -647,3 +651,64 @@ def amortization_text(num_images: int, engine: str, settings: Mapping[str, Any])
         "design. The MCC columns (when the true factors are known) say how well the posterior means of the "
         "encoder and of NUTS line up with the true factors (Hungarian matching of latents to factors).</p>"
     )
+
+
+# ------------------------------------------------------------------------ InfoGAN, scored beside the family
+# (here, not in case_studies/infogan.py, so that shapes and infogan share it without importing each other)
+
+
+class TrainedInfoGAN:
+    """One adversarial fit of InfoGAN on one seed, shaped like the VAE family's trained models for scoring.
+
+    ``mean`` is the Q network's code matrix of the training images (most probable category, then code means).
+    """
+
+    def __init__(self, seed: int, model: Any, fit: Any, seconds: float, image_shape: tuple[int, int]):
+        self.name, self.seed, self.model, self.fit = "infogan", int(seed), model, fit
+        self.params, self.losses, self.warnings = fit.params, fit.losses, list(fit.warnings)
+        self.seconds = seconds
+        self.steps_per_second = len(fit.losses) / seconds
+        self.together, self.cached, self.image_shape = 1, False, image_shape
+        self.mean: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} seed {self.seed}"
+
+    def codes(self, images: np.ndarray) -> infogan.Codes:
+        return infogan.encode(self.model, self.params, images)
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, None]:
+        """The code matrix of ``images`` (what the metrics score); no sd (Q's is per code, see :meth:`codes`)."""
+        return self.codes(images).matrix(), None
+
+
+def _infogan_chunk(steps: int, most: int = 250) -> int:
+    return max(d for d in range(1, min(steps, most) + 1) if steps % d == 0)
+
+
+def train_infogan_seeds(x: np.ndarray, *, seeds: Sequence[int], config: Mapping[str, Any], steps: int,
+                        batch_size: int, generator_lr: float, discriminator_lr: float,
+                        tag: str = "infogan") -> list[TrainedInfoGAN]:
+    """Train InfoGAN (``ppzoo.models.infogan``) on ``x`` once per seed (``ppzoo.fit(engine="adversarial")``, one seed after another).
+
+    Generator and Q head learn with Adam at ``generator_lr``, the discriminator (trunk, logit and Q head) at
+    ``discriminator_lr``, both with beta1 = 0.5 (Chen et al.: 1e-3 and 2e-4).
+    """
+    image_shape = (int(x.shape[1]), int(x.shape[2]))
+    out = []
+    for seed in seeds:
+        model = ppzoo.models.get("infogan", **{**config, "init_seed": int(seed)})
+        print(f"[{tag}] infogan seed {seed}: {steps} adversarial steps ...", flush=True)
+        began = time.perf_counter()
+        fit = ppzoo.fit(model, {"x": x}, engine="adversarial", seed=int(seed), steps=steps, batch_size=batch_size,
+                        chunk_size=_infogan_chunk(steps), num_draws=1, optimizer=optax.adam(generator_lr, b1=0.5),
+                        guide_optimizer=optax.adam(generator_lr, b1=0.5),
+                        discriminator_optimizer=optax.adam(discriminator_lr, b1=0.5),
+                        **infogan.adversarial_options(model, image_shape))
+        seconds = time.perf_counter() - began
+        t = TrainedInfoGAN(seed, model, fit, seconds, image_shape)
+        t.mean = t.encode(x)[0]
+        print(f"[{tag}]   {seconds:.0f} s ({t.steps_per_second:.1f} steps/s with compiling)", flush=True)
+        out.append(t)
+    return out

@@ -38,13 +38,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 from numpyro.infer import init_to_uniform
 
 import ppzoo
 from ppzoo.amortization import amortization_gap
-from ppzoo.case_studies._vae_common import ModelCache, describe, grid_image, train_family
+from ppzoo.case_studies._vae_common import ModelCache, TrainedInfoGAN, describe, grid_image, train_family
+from ppzoo.case_studies._vae_common import train_infogan_seeds as train_seeds
 from ppzoo.case_studies.command import main_for
 from ppzoo.case_studies.shapes import METRIC_COLUMNS, RenderedOnce, model_claims, score
 from ppzoo.checks import closed_loop_section, convergence_check, max_r_hat
@@ -57,62 +57,6 @@ __all__ = ["main", "parse_args", "run", "TrainedInfoGAN", "train_seeds", "init_t
 
 COMPARISON_SECTION = "InfoGAN beside the plain VAE: disentanglement metrics"
 INVERSION_SECTION = "Closed loop: NUTS inverts the generator"
-
-
-class TrainedInfoGAN:
-    """One adversarial fit of InfoGAN on one seed, shaped like the VAE family's trained models for scoring.
-
-    ``mean`` is the Q network's code matrix of the training images (most probable category, then code means).
-    """
-
-    def __init__(self, seed: int, model: Any, fit: Any, seconds: float, image_shape: tuple[int, int]):
-        self.name, self.seed, self.model, self.fit = "infogan", int(seed), model, fit
-        self.params, self.losses, self.warnings = fit.params, fit.losses, list(fit.warnings)
-        self.seconds = seconds
-        self.steps_per_second = len(fit.losses) / seconds
-        self.together, self.cached, self.image_shape = 1, False, image_shape
-        self.mean: np.ndarray | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} seed {self.seed}"
-
-    def codes(self, images: np.ndarray) -> infogan.Codes:
-        return infogan.encode(self.model, self.params, images)
-
-    def encode(self, images: np.ndarray) -> tuple[np.ndarray, None]:
-        """The code matrix of ``images`` (what the metrics score); no sd (Q's is per code, see :meth:`codes`)."""
-        return self.codes(images).matrix(), None
-
-
-def _chunk(steps: int, most: int = 250) -> int:
-    return max(d for d in range(1, min(steps, most) + 1) if steps % d == 0)
-
-
-def train_seeds(x: np.ndarray, *, seeds: Sequence[int], config: Mapping[str, Any], steps: int, batch_size: int,
-                generator_lr: float, discriminator_lr: float, tag: str = "infogan") -> list[TrainedInfoGAN]:
-    """Train InfoGAN on ``x`` once per seed (``ppzoo.fit(engine="adversarial")``, one seed after another).
-
-    Generator and Q head learn with Adam at ``generator_lr``, the discriminator (trunk, logit and Q head) at
-    ``discriminator_lr``, both with beta1 = 0.5 (Chen et al.: 1e-3 and 2e-4).
-    """
-    image_shape = (int(x.shape[1]), int(x.shape[2]))
-    out = []
-    for seed in seeds:
-        model = ppzoo.models.get("infogan", **{**config, "init_seed": int(seed)})
-        print(f"[{tag}] infogan seed {seed}: {steps} adversarial steps ...", flush=True)
-        began = time.perf_counter()
-        fit = ppzoo.fit(model, {"x": x}, engine="adversarial", seed=int(seed), steps=steps, batch_size=batch_size,
-                        chunk_size=_chunk(steps), num_draws=1, optimizer=optax.adam(generator_lr, b1=0.5),
-                        guide_optimizer=optax.adam(generator_lr, b1=0.5),
-                        discriminator_optimizer=optax.adam(discriminator_lr, b1=0.5),
-                        **infogan.adversarial_options(model, image_shape))
-        seconds = time.perf_counter() - began
-        t = TrainedInfoGAN(seed, model, fit, seconds, image_shape)
-        t.mean = t.encode(x)[0]
-        print(f"[{tag}]   {seconds:.0f} s ({t.steps_per_second:.1f} steps/s with compiling)", flush=True)
-        out.append(t)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------- figures

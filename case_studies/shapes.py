@@ -76,10 +76,11 @@ from ppzoo.case_studies._vae_common import (
     loss_figure,
     reconstruction_figure,
     train_family,
+    train_infogan_seeds,
     traversal_figure,
 )
 
-__all__ = ["main", "parse_args", "run", "METRIC_COLUMNS", "MECHANISM_COLUMNS", "model_claims", "summary_table",
+__all__ = ["main", "parse_args", "run", "METRIC_COLUMNS", "MECHANISM_COLUMNS", "ALL_MODELS", "model_claims", "summary_table",
            "RenderedOnce", "PUBLISHED_SOURCE", "PUBLISHED_RANGES"]
 
 #: The columns of the comparison table (the seven metrics, DCI and modularity/explicitness split).
@@ -102,6 +103,11 @@ METRIC_COLUMNS = (
 MECHANISM_COLUMNS = ("active_dims", "total_kl", "final_loss_per_image")
 
 COMPARISON_SECTION = "Comparison of the six models"
+
+#: The six VAEs and InfoGAN (trained by ``_vae_common.train_infogan_seeds`` on the same images, seeds and
+#: step budget, and scored by the same metrics on its Q network's codes; no encoder sd, so no collapse check
+#: or amortization gap here: ``ppzoo run infogan`` inverts its generator by NUTS).
+ALL_MODELS: tuple[str, ...] = (*MODELS, "infogan")
 
 #: The reference the ``--full`` run's README table is set beside.
 PUBLISHED_SOURCE = (
@@ -145,7 +151,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="SVI steps per model and seed (default 5000; --full 300000)")
     parser.add_argument("--learning-rate", type=float, default=None, help="Adam (default 1e-3; --full 1e-4)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    parser.add_argument("--models", default=",".join(ALL_MODELS),
+                        help="comma-separated subset of " + ",".join(ALL_MODELS) + " (infogan: engine='adversarial', "
+                             "scored on the Q network's codes; see ppzoo run infogan)")
     parser.add_argument("--metric-points", type=int, default=None,
                         help="training points of the oracle metrics, half as many to evaluate (default 1000; --full 10000)")
     parser.add_argument("--metric-rows", type=int, default=None,
@@ -167,9 +175,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.num_warmup = args.num_warmup or (1000 if full else 300)
     args.num_samples = args.num_samples or (2000 if full else 700)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(args.models) - set(MODELS))
+    unknown = sorted(set(args.models) - set(ALL_MODELS))
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
+        parser.error(f"unknown model(s) {unknown}; valid: {', '.join(ALL_MODELS)}")
     for name in ("num_data", "steps", "batch_size", "metric_points", "metric_rows", "posterior_images", "num_samples",
                  "num_chains"):
         if getattr(args, name) < 1:
@@ -379,7 +387,7 @@ def _results(per_seed: pd.DataFrame, claims: Sequence[Claim], collapse: Mapping[
 
     values: dict[str, Any] = {}
     columns = [*METRIC_COLUMNS, *MECHANISM_COLUMNS]
-    for (name, seed), row in per_seed[columns].iterrows():
+    for (name, seed), row in per_seed[columns].iterrows():  # InfoGAN's mechanism columns are NaN (stored as null)
         values.update({key(name, "seed", seed, c): row[c] for c in columns})
     grouped = per_seed.groupby(level="model", sort=False)[columns]
     for stat, frame in (("mean", grouped.mean()), ("sd", grouped.std(ddof=1)), ("min", grouped.min()),
@@ -387,11 +395,12 @@ def _results(per_seed: pd.DataFrame, claims: Sequence[Claim], collapse: Mapping[
         for name, row in frame.iterrows():
             values.update({key(name, c, stat): row[c] for c in columns})
     word = {True: "PASS", False: "FAIL", None: "n/a"}
-    regularised = [n for n in trained if n != "vae"]
+    regularised = [n for n in dict.fromkeys(per_seed.index.get_level_values("model")) if n != "vae"]
     for name, claim in zip(regularised, claims):
         values[key(name, "beats_vae")] = word[claim.passed]
     for name, models in trained.items():
-        values[key(name, "collapsed_seeds")] = sum(collapse[t.label].passed is False for t in models)
+        if all(t.label in collapse for t in models):  # InfoGAN has no encoder to collapse
+            values[key(name, "collapsed_seeds")] = sum(collapse[t.label].passed is False for t in models)
         values[key(name, "train_s")] = models[-1].seconds
         values[key(name, "seed_steps_per_s")] = models[-1].steps_per_second * models[-1].together
     for name, fit in mcmc.items():
@@ -421,18 +430,27 @@ def run(args: argparse.Namespace) -> Path:
     common = {"network": args.network, "batch_size": args.batch_size, "latent_dim": 10}
     specific = hyperparameters(args.full)
     data_settings = {"case": "shapes", "image_size": args.image_size, "num_data": args.num_data, "seed": args.data_seed}
+    family = [name for name in args.models if name != "infogan"]
     trained = train_family(
-        x, names=args.models, common=common, specific=specific, seeds=args.seeds, steps=args.steps,
+        x, names=family, common=common, specific=specific, seeds=args.seeds, steps=args.steps,
         learning_rate=args.learning_rate, tag="shapes", cache=cache, data_settings=data_settings,
     )
     train_settings = {(name, seed): cache_settings(name, seed, {**common, **specific.get(name, {})}, args.steps,
                                                    args.learning_rate, data_settings)
                       for name in args.models for seed in args.seeds}
-    scores = _scores(trained, ds, args, cache, train_settings)
+    scored = dict(trained)
+    if "infogan" in args.models:
+        scored["infogan"] = train_infogan_seeds(x, seeds=args.seeds, config={"network": args.network}, steps=args.steps,
+                                          batch_size=args.batch_size, generator_lr=1e-3, discriminator_lr=2e-4,
+                                          tag="shapes")
+    scores = _scores(scored, ds, args, cache, train_settings)
     collapse = collapse_checks({t.label: t for models in trained.values() for t in models})
     rows = {}
-    for name, models in trained.items():
+    for name, models in scored.items():
         for t in models:
+            if t.label not in collapse:  # InfoGAN: no encoder sd, no KL to a prior, a GAN's losses
+                rows[name, t.seed] = {**scores[name, t.seed], **{c: np.nan for c in MECHANISM_COLUMNS}}
+                continue
             per_dim = collapse[t.label].tables[0][1]
             rows[name, t.seed] = {**scores[name, t.seed], "active_dims": int(per_dim["active"].sum()),
                                   "total_kl": float(per_dim["KL to prior (nats)"].sum()),
@@ -471,11 +489,11 @@ def run(args: argparse.Namespace) -> Path:
     claims = model_claims(per_seed, args.seeds)
     versions = metric_versions()
     timing = pd.DataFrame({
-        "seeds trained together": {n: ms[-1].together for n, ms in trained.items()},
-        "loaded from the cache": {n: sum(m.cached for m in ms) for n, ms in trained.items()},
-        "train s (those seeds)": {n: round(ms[-1].seconds, 1) for n, ms in trained.items()},
+        "seeds trained together": {n: ms[-1].together for n, ms in scored.items()},
+        "loaded from the cache": {n: sum(m.cached for m in ms) for n, ms in scored.items()},
+        "train s (those seeds)": {n: round(ms[-1].seconds, 1) for n, ms in scored.items()},
         "seed-steps/s after compiling": {n: round(ms[-1].steps_per_second * ms[-1].together, 1)
-                                         for n, ms in trained.items()},
+                                         for n, ms in scored.items()},
         "metrics s (all seeds)": per_seed["metrics_s"].groupby(level="model", sort=False).sum().round(1),
     })
     timing.index.name = "model"
@@ -541,7 +559,7 @@ def run(args: argparse.Namespace) -> Path:
         claims=[*claims, collapse_claim(collapse)],
     )
     per_seed.to_csv(Path(out) / "comparison.csv")
-    headline = _results(per_seed, claims, collapse, trained, mcmc, elapsed)
+    headline = _results(per_seed, claims, collapse, scored, mcmc, elapsed)
     recorded = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k not in ("out", "cache")}
     recorded["seeds"] = ",".join(map(str, args.seeds))
     recorded["num_seeds"] = len(args.seeds)

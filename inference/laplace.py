@@ -3,7 +3,7 @@
 What the ``"svi"`` engine starts Gaussian guides from (``init="laplace"``): the latent sites, mapped to the
 real line as NumPyro's guides and samplers map them, flattened into one vector in the order NumPyro's
 autoguides use (:class:`Layout`); the MAP of the potential (minus the log joint density, Jacobians included)
-found by ``optax.lbfgs``; the Hessian there by ``jax.hessian``; its inverse as a Cholesky factor.
+found by ``optax.lbfgs``; the Hessian there by ``jax.jacrev(jax.grad(.))`` (reverse over reverse: custom_vjp ODE solvers have no forward mode); its inverse as a Cholesky factor.
 
 Why L-BFGS from optax: on kidiq in float32, ``jax.scipy.optimize.minimize(method="BFGS")`` stopped after
 3 iterations (its line search failed on a Hessian with condition number ~1e7) where ``optax.lbfgs``
@@ -155,7 +155,9 @@ def laplace(potential: Callable[[jax.Array], jax.Array], start: jax.Array, *, ma
     funnel's neck, an unidentified direction) gives the diagonal fallback and ``positive_definite=False``.
     """
     loc, grad_norm, iterations = find_map(potential, start, max_iterations=max_iterations)
-    hessian = jax.hessian(potential)(loc)
+    # Reverse over reverse, not jax.hessian's forward over reverse: models that solve ODEs with
+    # jax.experimental.ode.odeint (a custom_vjp, which has no forward mode) have only this Hessian.
+    hessian = jax.jacrev(jax.grad(potential))(loc)
     hessian = 0.5 * (hessian + hessian.T)
     full = cholesky_of_inverse(hessian)
     ok = jnp.all(jnp.isfinite(full)) & jnp.all(jnp.diagonal(full) > 0)

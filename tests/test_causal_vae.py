@@ -284,6 +284,20 @@ def test_case_study_smoke(tmp_path):
     # The effect-law error is shown beside how far the effects move, not in the 'lower is better' table.
     assert "Effect law under do(), beside how far the effects move" in page and "do_effect_move" in page
     assert {"do_effect_move", "do_cause_move_max", "do_effect_law_mae"} <= set(table.columns)
+    # The default hold-out: the models were trained without the regions and scored on do() into them.
+    assert pendulum.HOLDOUT_SECTION in page
+    held = pd.read_csv(out / "holdout.csv")
+    assert list(held.columns) == ["model", "region", "metric", "value"]
+    assert set(held["region"]) == {"shadow_free", "angle_block", "extrapolation"}
+    assert set(held["model"]) == {"simulator", "causal_vae", "beta_vae"}
+    assert set(held["metric"]) <= {f"{m}{s}" for m in ("do_target_mae", "non_descendant_shift", "effect_error")
+                                   for s in ("", "_in_support")}
+    assert np.isfinite(held["value"]).all()
+    # Not applicable: nothing is left to stay still when both angles are set; the shadow length has no descendants.
+    assert held.query("region == 'angle_block' and metric == 'non_descendant_shift'").empty
+    assert held.query("region == 'shadow_free' and metric == 'effect_error'").empty
+    assert results["holdout_simulator_shadow_free_do_target_mae"] == float(
+        held.query("model == 'simulator' and region == 'shadow_free' and metric == 'do_target_mae'")["value"].iloc[0])
 
 
 def test_pendulum_claims_are_not_won_by_a_do_nothing_model():

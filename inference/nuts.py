@@ -138,12 +138,32 @@ def choose_adaptation(adaptation: str, num_dims: int) -> str:
     ``"auto"`` is ``"dense"`` up to :data:`AUTO_DENSE_MAX_DIMS` unconstrained dimensions and
     ``"low_rank"`` above.
 
-    Measured (2026-12-07, 2 shared CPU cores, float32): on kidiq (5 dimensions, strongly correlated),
-    diagonal adaptation took 85 leapfrog steps per draw where dense and low-rank took 5-6; on a 6-dimensional
-    Gaussian of condition number 1e4 (tests/test_adaptation.py) diagonal took 94-127 steps, dense 5-7,
-    low-rank 5-6. A dense metric costs O(d^2) per leapfrog step and its estimate needs windows of more than d
-    draws (Stan's last slow window is 500 of 1000 warmup iterations), so above a few tens of dimensions
-    the low-rank plus diagonal metric, O(d k) per step with k <= 10, is the one that scales.
+    Measured 2026-12-07 (float32, 4 chains x 1000 + 1000 unless said; two CPU cores shared with other jobs,
+    so only leapfrog steps per draw and ESS per gradient are compared, not seconds):
+
+    ======================  ====  ===================  =========================  ===========================
+    posterior               dims  diag                 dense                      low_rank
+    ======================  ====  ===================  =========================  ===========================
+    Gaussian, cond. 1e4     6     94-127 steps/draw    5-7 steps/draw             5-6 steps/draw
+    (tests, 4 x 300 + 200)
+    kidiq                   5     82-87 steps/draw     5.7-5.8 steps/draw, 25-34  5-6 steps/draw, 43-47 ESS
+                                                       ESS per 1000 gradients     per 1000 gradients (1 chain)
+    diamonds                26    1023 steps/draw      14.5 steps/draw, 23 ESS    did not finish in 13 min
+                                  (max tree depth)     per 1000 gradients         (rank <= 10 of 26 collinear
+                                                                                  directions)
+    hier. logistic, 200     204                        did not finish in 20 min   pending
+    groups
+    ======================  ====  ===================  =========================  ===========================
+
+    (Diagonal: kidiq from the README's previous NUTS table, diamonds from benchmarks/reference_posteriors.py;
+    low-rank on kidiq: BlackJAX 1.7.1, one chain, PERFORMANCE.md.) Dense wins while its O(d^2) estimate is
+    well supported by Stan's windows (the last slow window is 500 of 1000 warmup draws) and the posterior's
+    correlations need more than the low rank's 10 directions, as on diamonds; at hundreds of dimensions the
+    dense estimate and its O(d^2) leapfrog steps stop paying, and low-rank plus diagonal, O(d k) per step,
+    is the one that scales. The threshold of 50 lies above the largest case measured where dense won (26);
+    at 204 dimensions no run finished here under a load of ~25 on two cores (dense not in 20 min, low-rank
+    pending in benchmarks/nuts_speed.py), so the rule above 50 rests on that cost argument, not yet on a
+    measurement.
     """
     if adaptation != "auto":
         return adaptation

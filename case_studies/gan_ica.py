@@ -273,7 +273,9 @@ def run(args: argparse.Namespace) -> Path:
     frame = pd.DataFrame(rows, columns=["model", "mixing", "seed", "mcc"])
     table = frame.pivot_table(index="model", columns="mixing", values="mcc", aggfunc=["mean", "std"])
     table = table.reindex([m for m in s.methods if m in set(frame["model"])])
+    table.columns = [f"{stat} {mixing}" for stat, mixing in table.columns]  # "mean linear", "std pnl", ...
     per_seed = frame.pivot_table(index=["model", "seed"], columns="mixing", values="mcc")
+    per_seed.index = [f"{model}, seed {seed}" for model, seed in per_seed.index]
     claims, values = _claims(frame)
     section = Section(
         MCC_SECTION,

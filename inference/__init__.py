@@ -67,9 +67,10 @@ def get(name: str) -> Engine:
     return ENGINES[name]
 
 
-def names() -> list[str]:
-    """Registered engine names, in registration order."""
-    return list(ENGINES)
+def names(*, posterior: bool = False) -> list[str]:
+    """Registered engine names, in registration order; with ``posterior=True`` only the engines whose draws
+    stand for a posterior (:attr:`Engine.samples_posterior`: not the adversarial engine)."""
+    return [name for name, engine in ENGINES.items() if engine.samples_posterior or not posterior]
 
 
 register(svi.ENGINE)

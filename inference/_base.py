@@ -135,6 +135,10 @@ class Engine:
         ``draws_per_run(options) -> int``: how many draws one run of ``core`` returns.
     batch_runs : {"devices", "vectorized"}
         How SBC batches runs of ``core``.
+    samples_posterior : bool
+        Whether its draws stand for the posterior of the model's latents given the data (exactly or
+        approximately), so posterior checks, SBC and ``ppzoo check`` apply; ``False`` for an engine that fits
+        a generator (the adversarial engine), whose draws are not a posterior.
     description : str
         One line for listings.
     """
@@ -148,6 +152,7 @@ class Engine:
     library: str
     draws_per_run: Callable[[Any], int]
     batch_runs: BatchRuns
+    samples_posterior: bool = True
     description: str = ""
 
     def __post_init__(self) -> None:

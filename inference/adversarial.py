@@ -637,5 +637,6 @@ ENGINE = Engine(
     library="numpyro+optax",
     draws_per_run=_num_draws,
     batch_runs="vectorized",
+    samples_posterior=False,
     description="Adversarial training of the program's generator (non-saturating GAN) with an optional sleep-phase guide",
 )

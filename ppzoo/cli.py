@@ -202,8 +202,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "or a posteriordb reference, and write its report with a 'Closed loop' section.",
     )
     parser.add_argument("name", help="zoo model with a check setup, or a posteriordb reference name")
-    parser.add_argument("--engines", default=",".join(inference.names()),
-                        help=f"comma-separated engines (default all registered: {','.join(inference.names())})")
+    parser.add_argument("--engines", default=",".join(inference.names(posterior=True)),
+                        help="comma-separated engines (default every registered engine whose draws stand for a "
+                             f"posterior: {','.join(inference.names(posterior=True))})")
     parser.add_argument("--num-simulations", type=int, default=100, help="SBC simulations per engine (0: skip SBC)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="report folder (default reports/check-NAME)")

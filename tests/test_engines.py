@@ -216,3 +216,10 @@ def test_mlp_initial_weights_survive_a_donating_update():
     jax.jit(lambda params: jax.tree.map(lambda a: 2 * a, params), donate_argnums=0)(first)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(first))  # donation did delete what it was given
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, initial_params()), expected)
+
+
+def test_posterior_engines_leave_out_the_adversarial_engine():
+    # `ppzoo check` runs posterior checks and SBC on every engine by default: only engines whose draws stand
+    # for a posterior (the adversarial engine fits a generator).
+    assert "adversarial" in inference.names() and "adversarial" not in inference.names(posterior=True)
+    assert {"svi", "nuts", "blackjax", "pathfinder"} <= set(inference.names(posterior=True))

@@ -133,7 +133,10 @@ def execute_run(spec: RunSpec, runs_dir: str | os.PathLike, attempt: int = 1) ->
             record.update(values)
         if fit.losses is not None and len(fit.losses):
             tail = np.asarray(fit.losses)[-max(1, len(fit.losses) // 10):]
-            record["final_loss"] = float(np.mean(tail))
+            if tail.dtype.names:  # named losses (the adversarial engine: generator, discriminator, sleep)
+                record.update({f"final_{name}_loss": float(np.mean(tail[name])) for name in tail.dtype.names})
+            else:
+                record["final_loss"] = float(np.mean(tail))
         record["num_warnings"] = len(fit.warnings)
         record["first_warning"] = fit.warnings[0] if fit.warnings else ""
         record.update({k: float(v) for k, v in fit.timings.items()})

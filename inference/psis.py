@@ -393,8 +393,8 @@ def _reads_items(model, guide, params, data, items) -> bool:
 
     try:
         jax.eval_shape(probe, jax.random.key(0), params, arrays)
-    except (TypeError, ValueError):
-        # Shapes that do not broadcast on a subset (data or params read whole, not through numpyro.subsample or
+    except (TypeError, ValueError, IndexError, AssertionError):
+        # Shapes that do not broadcast on a subset (NumPyro raises any of these, by where the shapes clash) (data or params read whole, not through numpyro.subsample or
         # param(..., event_dim=...)): the caller evaluates every item instead, which is exact.
         return False
     return bool(found["ok"])

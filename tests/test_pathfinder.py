@@ -6,8 +6,9 @@ so a mean is off by about ``sd * sqrt(1/ess + 1/num_draws)`` and a standard devi
 ``sd * sqrt((1/ess + 1/num_draws) / 2)`` (Gaussian draws) from the posterior's; 4 such standard errors
 bound each check (a two-sided 4-sigma test fails by chance with probability ~6e-5 per quantity).
 
-Cost (2 cores shared with other jobs, see the helper's report): every test reuses one of three module
-fixtures, each compiled once.
+Cost: compiling Pathfinder dominates (~29 s for a 3-parameter model on 2 cores under a load average of
+~23); six programs contain it (two fits, the SBC core, the nuts starts, the blackjax chain). The file took
+1008 s under a load average of 25-30 (2026-12-07); quiet, expect a small fraction of that.
 """
 
 from __future__ import annotations

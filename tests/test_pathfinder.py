@@ -7,7 +7,7 @@ so a mean is off by about ``sd * sqrt(1/ess + 1/num_draws)`` and a standard devi
 bound each check (a two-sided 4-sigma test fails by chance with probability ~6e-5 per quantity).
 
 Cost: compiling Pathfinder dominates (~29 s for a 3-parameter model on 2 cores under a load average of
-~23); six programs contain it (two fits, the SBC core, the nuts starts, the blackjax chain). The file took
+~23); five programs contain it (two fits, the SBC core, the nuts starts, the blackjax chain). The file took
 1008 s under a load average of 25-30 (2026-12-07); quiet, expect a small fraction of that.
 """
 

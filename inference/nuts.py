@@ -43,8 +43,8 @@ __all__ = [
 #: Mass-matrix adaptations of the ``"nuts"`` and ``"blackjax"`` engines (see :class:`NUTSOptions`).
 ADAPTATIONS = ("auto", "diag", "dense", "low_rank")
 
-#: ``adaptation="auto"`` adapts a dense mass matrix up to this many unconstrained dimensions, low-rank
-#: plus diagonal above (see :func:`choose_adaptation` for the measurements behind it).
+#: ``adaptation="auto"`` adapts a dense mass matrix up to this many unconstrained dimensions, a diagonal
+#: one above (see :func:`choose_adaptation` for the measurements behind it).
 AUTO_DENSE_MAX_DIMS = 50
 
 
@@ -135,8 +135,9 @@ def tree_depth_from_steps(num_steps: np.ndarray) -> np.ndarray:
 def choose_adaptation(adaptation: str, num_dims: int) -> str:
     """The mass-matrix adaptation to run: ``adaptation`` itself, or the rule behind ``"auto"``.
 
-    ``"auto"`` is ``"dense"`` up to :data:`AUTO_DENSE_MAX_DIMS` unconstrained dimensions and
-    ``"low_rank"`` above.
+    ``"auto"`` is ``"dense"`` up to :data:`AUTO_DENSE_MAX_DIMS` unconstrained dimensions and ``"diag"``
+    (the previous default) above: low-rank is not chosen automatically until it is measured at scale (see the
+    last sentences below; ask for it with ``adaptation="low_rank"``).
 
     Measured 2026-12-07 (float32, 4 chains x 1000 + 1000 unless said; two CPU cores shared with other jobs,
     so only leapfrog steps per draw and ESS per gradient are compared, not seconds):
@@ -162,12 +163,13 @@ def choose_adaptation(adaptation: str, num_dims: int) -> str:
     dense estimate and its O(d^2) leapfrog steps stop paying, and low-rank plus diagonal, O(d k) per step,
     is the one that scales. The threshold of 50 lies above the largest case measured where dense won (26);
     at 204 dimensions no run finished here under a load of ~25 on two cores (dense not in 20 min, low-rank
-    pending in benchmarks/nuts_speed.py), so the rule above 50 rests on that cost argument, not yet on a
-    measurement.
+    pending in benchmarks/nuts_speed.py), and one low-rank run at 204 dimensions was still in its first engine
+    after 50 minutes. So above 50 dimensions ``"auto"`` keeps the diagonal adaptation the zoo's large NUTS runs
+    (a few hundred latents of a neural decoder) were measured with, until low-rank is measured there.
     """
     if adaptation != "auto":
         return adaptation
-    return "dense" if num_dims <= AUTO_DENSE_MAX_DIMS else "low_rank"
+    return "dense" if num_dims <= AUTO_DENSE_MAX_DIMS else "diag"
 
 
 def unconstrained_size(model: Callable[..., Any], data: Mapping[str, Any], init_strategy: Callable[..., Any]) -> int:

@@ -554,9 +554,12 @@ def fit(
         while NUTS or BlackJAX sample the remaining random sites.
     **engine_options
         The engine's settings: ``svi``: steps, learning_rate (or optimizer, any optax one), guide, num_particles, num_draws,
-        psis_draws (the PSIS diagnostic behind ``fit.pareto_k``; 0 = off), importance_resample;
-        ``nuts``/``blackjax``: num_warmup, num_samples, num_chains, target_accept_prob, dense_mass,
-        max_tree_depth.
+        psis_draws (the PSIS diagnostic behind ``fit.pareto_k``; 0 = off), importance_resample, init and stop
+        (Laplace start and the convergence rule: ``ppzoo.inference.SVIOptions``);
+        ``nuts``/``blackjax``: num_warmup, num_samples, num_chains, target_accept_prob, adaptation ("auto", "diag",
+        "dense", "low_rank"), init_strategy (a NumPyro strategy or "pathfinder"), max_tree_depth;
+        ``pathfinder``: ``ppzoo.inference.pathfinder.PathfinderOptions``; ``adversarial``:
+        ``ppzoo.inference.adversarial.AdversarialOptions``. Each engine's options class lists them all.
 
     Returns
     -------

@@ -114,7 +114,7 @@ def test_auto_rule():
     assert ADAPTATIONS == ("auto", "diag", "dense", "low_rank")
     assert choose_adaptation("diag", 10_000) == "diag"
     assert choose_adaptation("auto", 26) == "dense"
-    assert choose_adaptation("auto", 205) == "low_rank"
+    assert choose_adaptation("auto", 205) == "diag"  # low-rank only when asked, until measured at scale
 
 
 

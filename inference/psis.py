@@ -42,6 +42,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import autoguide
 from numpyro.primitives import Messenger
@@ -254,6 +255,28 @@ def mode_of(model: Callable[..., Any], guide: Callable[..., Any], params: Mappin
 def has_density(guide: Callable[..., Any]) -> bool:
     """Whether the guide has a density to weight against: not a point estimate (``AutoDelta``)."""
     return not isinstance(guide, autoguide.AutoDelta)
+
+
+def point_estimate_sites(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """The guide's latent sites drawn from a ``Delta`` (point estimates: a zoo model's own encoder that returns
+    codes, such as GAN-ICA's), from one abstract trace. Their log q is 0 whatever the value, so importance
+    ratios against them measure nothing: such a guide has no density to diagnose."""
+    arrays, static = split_data(data)
+    found: list[str] = []
+
+    def probe(key, params, arrays):
+        trace = handlers.trace(handlers.seed(handlers.substitute(guide, data=params), rng_seed=key)).get_trace(
+            **arrays, **static)
+        for name, site in _sample_sites(trace).items():
+            fn = site["fn"]
+            while hasattr(fn, "base_dist"):  # masked, expanded, independent wrappers
+                fn = fn.base_dist
+            if not site["is_observed"] and isinstance(fn, dist.Delta):
+                found.append(name)
+        return jnp.zeros(())
+
+    jax.eval_shape(probe, jax.random.key(0), params, arrays)
+    return found
 
 
 def _per_item(trace, num_items: int, left_out: set[str]) -> jax.Array:
@@ -496,14 +519,15 @@ def diagnose_fit(
 ) -> tuple[PSISResult | None, tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, list[str]]:
     """What the SVI engine runs after training: the diagnostic, the resampled draws if asked, the warnings.
 
-    ``psis_draws=0`` or a guide with no density (``AutoDelta``): no diagnostic (``None``). With
+    ``psis_draws=0`` or a guide with no density (``AutoDelta``, or any ``Delta`` site: :func:`point_estimate_sites`):
+    no diagnostic (``None``). With
     ``importance_resample``, the fit's draws are ``num_draws`` draws resampled from ``psis_draws`` guide
     draws by their smoothed weights, shaped like the SVI engine's own, ``(1, num_draws, ...)``, with their
     log joint as the ``lp`` sample stat.
     """
     if importance_resample:
         check_resample(guide, sites)
-    if psis_draws == 0 or not has_density(guide):
+    if psis_draws == 0 or not has_density(guide) or point_estimate_sites(guide, params, data):
         return None, None, []
     names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
     diagnose_key, resample_key = jax.random.split(key)

@@ -174,3 +174,25 @@ def test_psis_check_verdict_lines(conjugate_fits):
     assert nuts.passed is None and nuts.verdict.startswith("not applicable: Markov chains")
     section = closed_loop_section([svi, nuts])
     assert "PSIS k-hat (svi)" in section.text and section.text.count("n/a") == 1
+
+
+def test_a_guide_of_delta_sites_has_no_density_to_diagnose():
+    # A zoo model's own encoder that returns codes through Delta sites (GAN-ICA's) has log q = 0 whatever the
+    # value: its ratios are constant, k-hat would be -inf and the check a vacuous PASS. It must be n/a instead.
+    def model(x):
+        with numpyro.plate("data", x.shape[0]):
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+            numpyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        w = numpyro.param("w", 0.5)
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("z", dist.Delta(w * x))
+
+    x = np.linspace(-1, 1, 6).astype(np.float32)
+    assert psis.point_estimate_sites(guide, {"w": 0.5}, {"x": x}) == ["z"]
+    assert psis.point_estimate_sites(autoguide.AutoNormal(model), {}, {"x": x}) == []
+    fit = ppzoo.fit(model, {"x": x}, engine="svi", guide=guide, steps=5, num_draws=3)
+    assert fit.pareto_k is None
+    from ppzoo.checks import psis_check
+    assert psis_check(fit).passed is None

@@ -100,9 +100,10 @@ def test_a_new_engine_fits_calibrates_and_reports(importance, conjugate_data, tm
 
 
 def test_registry():
-    assert inference.names() == ["svi", "nuts", "blackjax", "adversarial"]
-    assert [inference.get(n).is_mcmc for n in inference.names()] == [False, True, True, False]
-    assert [inference.get(n).library for n in inference.names()] == ["numpyro", "numpyro", "blackjax", "numpyro+optax"]
+    assert inference.names() == ["svi", "nuts", "blackjax", "adversarial", "pathfinder"]
+    assert [inference.get(n).is_mcmc for n in inference.names()] == [False, True, True, False, False]
+    assert [inference.get(n).library for n in inference.names()] == ["numpyro", "numpyro", "blackjax", "numpyro+optax",
+                                                                     "blackjax"]
     with pytest.raises(ValueError, match=r"Unknown engine 'hmc'. Valid engines: 'svi', 'nuts', 'blackjax'"):
         inference.get("hmc")
     with pytest.raises(ValueError, match=r"Unknown engine 'hmc'. Valid engines: 'svi', 'nuts', 'blackjax'"):

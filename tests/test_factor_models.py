@@ -60,12 +60,21 @@ def test_every_engine_recovers_the_mixture_means(fits, engine):
     # truth lies within 4 posterior sd of the posterior mean unless the data are a 1-in-16,000 draw (the
     # Monte Carlo error of the mean, sd / sqrt(ESS), adds < 0.1 sd at these sizes). SVI's mean-field guide adds
     # its optimisation error (Adam at a constant rate jitters by ~the rate, 0.02): 0.1 on top, as in test_fit.
+    # BlackJAX's chains from uniform starts can settle in the merged-components mode (both locations near the
+    # data mean, a wide scale): measured 2026-12-07, 2 of seeds 1-5 with diagonal and 2 of 5 with dense
+    # adaptation (NumPyro's NUTS: 0 of 5 either way), so recovery is not a property of one BlackJAX run here.
+    # What must hold is that such a run is not silent: its chains disagree (r_hat) and it warns.
     fit = fits[engine]
     draws = fit.samples["locs"].reshape(-1, 2)
     reference_sd = fits["nuts"].samples["locs"].reshape(-1, 2).std(0)
     slack = 0.1 if engine == "svi" else 0.0
     error = np.abs(draws.mean(0) - np.asarray(TRUE_LOCS))
-    assert np.all(error < 4 * reference_sd + slack), (engine, draws.mean(0), reference_sd)
+    recovered = bool(np.all(error < 4 * reference_sd + slack))
+    if engine == "blackjax" and not recovered:
+        from ppzoo.checks import max_r_hat
+        assert max_r_hat(fit, ["locs"]) > 1.1 and fit.warnings, (draws.mean(0), fit.warnings)
+        return
+    assert recovered, (engine, draws.mean(0), reference_sd)
     if engine != "svi":
         assert not fit.sample_stats["diverging"].any()
 

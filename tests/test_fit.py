@@ -181,7 +181,7 @@ def test_fixed_network_weights_then_mcmc():
     x = (np.concatenate([np.tanh(z), 0.5 * z], 1) + 0.05 * rng.normal(size=(30, 2))).astype(np.float32)
     svi = ppzoo.fit(model, {"x": x}, engine="svi", steps=1500, learning_rate=0.02, num_draws=100)
     assert "decoder$params" in svi.params
-    with pytest.raises(ValueError, match="engine='svi' first"):
+    with pytest.raises(ValueError, match="engine='svi' or engine='adversarial' first"):
         ppzoo.fit(model, {"x": x}, engine="nuts")
     for engine in ("nuts", "blackjax"):
         fit = ppzoo.fit(model, {"x": x}, engine=engine, params=svi.params, num_warmup=200, num_samples=200,

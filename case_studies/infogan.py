@@ -47,6 +47,7 @@ from ppzoo.case_studies._vae_common import ModelCache, TrainedInfoGAN, describe,
 from ppzoo.case_studies._vae_common import train_infogan_seeds as train_seeds
 from ppzoo.case_studies.command import main_for
 from ppzoo.case_studies.shapes import METRIC_COLUMNS, RenderedOnce, model_claims, score
+from ppzoo.results import write_results
 from ppzoo.checks import closed_loop_section, convergence_check, convergence_table, max_r_hat
 from ppzoo.metrics import metric_versions
 from ppzoo.models import infogan
@@ -386,6 +387,16 @@ def run(args: argparse.Namespace) -> Path:
         claims=[*claims, *inversion_claims],
     )
     _long(per_seed).to_csv(Path(out) / "metrics.csv", index=False)  # the format (replaces the report's)
+    headline = {"wall_s": round(elapsed), "inversion_max_r_hat": r_hat, "inversion_min_ess": min_ess,
+                "inversion_images": len(images)}
+    for name in trained:
+        for metric in ("factor_vae_score", "mig"):
+            headline[f"{name}_{metric}_mean"] = float(per_seed.loc[name, metric].mean())
+            headline[f"{name}_{metric}_sd"] = float(per_seed.loc[name, metric].std(ddof=1)) if len(args.seeds) > 1 else 0.0
+    for key in ("mcc_mcmc", "mcc_encoder"):
+        headline[f"inversion_{key}"] = float(gap.get(key, float("nan")))
+    write_results(out, "infogan", headline, settings={"seeds": len(args.seeds), "steps": args.steps,
+                                                      "image_size": args.image_size, "network": args.network})
     return out
 
 

@@ -147,6 +147,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
+    # The page's engine section is a causal model's NUTS fit of held-out images; without one the report would
+    # fall back to a minibatch SVI fit, whose log-likelihood cannot be evaluated without a subsample key.
+    if args.nuts_images < 1:
+        parser.error(f"--nuts-images must be at least 1 (the page's engine section is NUTS on held-out images); "
+                     f"got {args.nuts_images}.")
+    if args.models == ["beta_vae"]:
+        parser.error("--models: name at least one causal model (causal_vae, causal_vae_mlp, scm_vae) beside beta_vae, "
+                     "the non-causal control.")
     regions = [r.strip() for r in args.holdout.split(",") if r.strip()]
     args.holdout = [] if regions == ["none"] else regions
     unknown = sorted(set(args.holdout) - set(REGIONS))

@@ -173,5 +173,9 @@ def test_bad_holdout_and_intervention_inputs_give_clear_errors():
 
     with pytest.raises(SystemExit):
         pendulum.parse_args(["--holdout", "moon"])
+    # No causal NUTS fit for the page's engine section: refused when parsed, not a traceback at report time.
+    for argv in (["--nuts-images", "0"], ["--models", "beta_vae"]):
+        with pytest.raises(SystemExit):
+            pendulum.parse_args(argv)
     assert pendulum.parse_args(["--holdout", "none"]).holdout == []
     assert pendulum.parse_args([]).holdout == ["shadow_free", "angle_block", "extrapolation"]

@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["main_for"]
+__all__ = ["main_for", "parse_seeds"]
 
 
 def main_for(
@@ -39,3 +39,14 @@ def main_for(
     # Shown as the case study's own function (help(), tracebacks, documentation).
     main.__module__ = getattr(run, "__module__", main.__module__)
     return main
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds`` as an argparse ``type``: comma-separated, distinct, non-negative integers (``"0,1,2"``)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds must be distinct non-negative integers, e.g. 0,1,2; got {text!r}")
+    return seeds

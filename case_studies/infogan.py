@@ -45,7 +45,7 @@ import ppzoo
 from ppzoo.amortization import amortization_gap
 from ppzoo.case_studies._vae_common import ModelCache, TrainedInfoGAN, describe, grid_image, train_family
 from ppzoo.case_studies._vae_common import train_infogan_seeds as train_seeds
-from ppzoo.case_studies.command import main_for
+from ppzoo.case_studies.command import main_for, parse_seeds
 from ppzoo.case_studies.shapes import METRIC_COLUMNS, RenderedOnce, model_claims, score
 from ppzoo.results import write_results
 from ppzoo.checks import closed_loop_section, convergence_check, convergence_table, max_r_hat
@@ -184,20 +184,10 @@ def _category_accuracy(predicted: np.ndarray, shape: np.ndarray, k: int) -> floa
 # ------------------------------------------------------------------------------------------------- the run
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds must be distinct non-negative integers, e.g. 0,1,2; got {text!r}")
-    return seeds
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ppzoo run infogan", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="report folder (default reports/infogan; --full reports/infogan_full)")
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="training seeds (default 0,1,2, as shapes)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="training seeds (default 0,1,2, as shapes)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the images and the metrics' draws (default 0)")
     parser.add_argument("--full", action="store_true", help="64 x 64, conv networks, 100,000 images and steps (GPU-sized)")
     parser.add_argument("--cache", default=None, help="folder of finished VAE baselines (shared with ppzoo run shapes --cache)")

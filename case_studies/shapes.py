@@ -59,7 +59,7 @@ from ppzoo.metrics import (
 from ppzoo.report import Claim, Section
 from ppzoo.results import key, write_results
 
-from ppzoo.case_studies.command import main_for
+from ppzoo.case_studies.command import main_for, parse_seeds
 from ppzoo.case_studies._vae_common import (
     MODELS,
     ModelCache,
@@ -122,20 +122,10 @@ PUBLISHED_SOURCE = (
 PUBLISHED_RANGES: dict[str, tuple[float, float, str]] = {}
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds must be distinct non-negative integers, e.g. 0,1,2; got {text!r}")
-    return seeds
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ppzoo run shapes", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="report folder (default reports/shapes; --full reports/shapes_full)")
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2],
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2],
                         help="training seeds, comma-separated (default 0,1,2: an ordering of models needs three)")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the images, the held-out images and the oracle metrics' draws (default 0)")

@@ -503,8 +503,27 @@ def _abduct_guide(fit, data, roles, sites_needed, num, key, guide):
                     f"(the fit had {tuple(np.shape(fit.sites.values[site]))}). Use method='nuts', or the fit's data."
                 )
     arrays, static = split_data(data)
-    predictive = Predictive(fit.model, guide=guide_fn, params=fit.params, num_samples=num, return_sites=list(sites_needed))
-    draws = predictive(key, **arrays, **static)
+    batched = num * _scalars(roles, sites_needed) <= MAX_VMAP_SCALARS
+    # One compiled program per (model, guide, shapes): a Predictive called eagerly compiles its draw loop
+    # afresh on every call (a new closure each time), which made the pendulum's counterfactuals
+    # compile ~100 times.
+    guide_spec = guide if guide is not None else ("fit's guide", fit.options.get("guide"))
+    params = dict(fit.params or {})
+    shapes = tuple((k, np.shape(v)) for k, v in sorted(arrays.items())) + tuple(
+        np.shape(leaf) for leaf in jax.tree_util.tree_leaves(params))
+    # Shapes in the key too: an autoguide keeps the prototype (and so the shapes) it was first traced with.
+    spec = ("abduct_guide", fit.model, guide_spec, tuple(static.items()), tuple(sites_needed), num, batched,
+            jax.tree_util.tree_structure(params), shapes)
+
+    def build():
+        def run(key, arrays, params):
+            predictive = Predictive(fit.model, guide=guide_fn, params=params, num_samples=num,
+                                    return_sites=list(sites_needed), parallel=batched)
+            return predictive(key, **arrays, **static)
+
+        return jax.jit(run)
+
+    draws = _cached(spec, build)(key, arrays, params)
     return {k: jnp.asarray(v) for k, v in draws.items()}
 
 

@@ -172,7 +172,11 @@ def has_learnable_params(model) -> bool:
 @pytest.mark.parametrize("name", NAMES)
 def test_one_svi_step(name):
     model, example = smallest(name)
-    fit = ppzoo.fit(model, dict(example.data), engine="svi", seed=0, steps=1, num_draws=1)
+    # The program under one SVI step, nothing else: no Laplace start and no PSIS diagnostic, which compile
+    # the model's density again (on the ODE models ~17 s of the ~30 s); both are tested on their own
+    # (test_svi_convergence, test_psis) and on an ODE model by test_ode's default SVI fit.
+    fit = ppzoo.fit(model, dict(example.data), engine="svi", seed=0, steps=1, num_draws=1, init="prior",
+                    psis_draws=0)
     assert fit.losses.shape == (1,) and np.isfinite(fit.losses).all(), f"{name}: SVI loss {fit.losses}"
     for site_name, draws in fit.samples.items():
         assert np.all(np.isfinite(draws)), f"{name}: SVI draws of {site_name!r} are not finite"

@@ -60,14 +60,8 @@ def _unflatten(values: Mapping[str, Any], chains: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v).reshape((chains, -1) + np.shape(v)[1:]) for k, v in values.items()}
 
 
-def _run_model(fit: "Fit") -> Callable[..., Any]:
-    return handlers.substitute(fit.model, data=fit.fixed_params) if fit.fixed_params else (
-        handlers.substitute(fit.model, data=fit.params) if fit.params else fit.model
-    )
-
-
 class _Programs(NamedTuple):
-    """The jitted programs that fill a fit's DataTree, built once per fit (see :func:`_programs`)."""
+    """The jitted programs that fill a fit's DataTree (see :func:`_programs`), the fit's model parameters bound."""
 
     log_likelihood: Callable[..., Any]  # (samples, arrays) -> per-site log-likelihood
     posterior_predictive: Callable[..., Any]  # (key, samples, arrays) -> replicated observed sites
@@ -79,33 +73,67 @@ class _Programs(NamedTuple):
 #: new closures.
 _PROGRAMS: "weakref.WeakKeyDictionary[Fit, _Programs]" = weakref.WeakKeyDictionary()
 
+#: The compiled programs themselves, shared by every fit of one model with the same static data and sites
+#: (the engines of a comparison, the seeds of a study): the model's parameters are an input, not constants.
+_SHARED: dict[Any, _Programs] = {}
+_MAX_SHARED = 64
+
 
 def _programs(fit: "Fit") -> _Programs:
     programs = _PROGRAMS.get(fit)
     if programs is None:
-        programs = _PROGRAMS[fit] = _build_programs(fit)
+        programs = _PROGRAMS[fit] = _bind(_shared_programs(fit), _model_params(fit))
     return programs
 
 
-def _build_programs(fit: "Fit") -> _Programs:
+def _model_params(fit: "Fit") -> dict[str, Any]:
+    """The values of the model's own ``param`` sites (fixed network weights, or learned ones), not the guide's."""
+    values = fit.fixed_params or fit.params or {}
+    return {k: v for k, v in values.items() if k in fit.sites.params}
+
+
+def _bind(shared: _Programs, params: Mapping[str, Any]) -> _Programs:
+    return _Programs(
+        lambda samples, arrays: shared.log_likelihood(params, samples, arrays),
+        lambda key, samples, arrays: shared.posterior_predictive(params, key, samples, arrays),
+        lambda key, arrays, num_samples: shared.prior(params, key, arrays, num_samples=num_samples),
+    )
+
+
+def _shared_programs(fit: "Fit") -> _Programs:
     sites = fit.sites
-    model = _run_model(fit)
     _, static = split_data(fit.data)
-    unobserved = unobserve(model, sites=set(sites.observed))
+    spec = (fit.model, tuple(static.items()), tuple(sites.latent), tuple(sites.deterministic),
+            tuple(sites.observed))
+    try:
+        hash(spec)
+    except TypeError:  # an unhashable model or static data: programs of this fit alone
+        return _build_programs(fit.model, sites, static)
+    if spec not in _SHARED:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[spec] = _build_programs(fit.model, sites, static)
+    return _SHARED[spec]
+
+
+def _build_programs(model: Callable[..., Any], sites: Any, static: Mapping[str, Any]) -> _Programs:
+    def run_model(params):
+        return handlers.substitute(model, data=params) if params else model
 
     @jax.jit
-    def loglik_fn(samples, arrays):
-        return log_likelihood(model, samples, **arrays, **static)
+    def loglik_fn(params, samples, arrays):
+        return log_likelihood(run_model(params), samples, **arrays, **static)
 
     @jax.jit
-    def post_pred_fn(key, samples, arrays):
+    def post_pred_fn(params, key, samples, arrays):
+        unobserved = unobserve(run_model(params), sites=set(sites.observed))
         predictive = Predictive(unobserved, posterior_samples=samples, return_sites=list(sites.observed))
         return predictive(key, **arrays, **static)
 
     @functools.partial(jax.jit, static_argnames="num_samples")
-    def prior_fn(key, arrays, num_samples):
+    def prior_fn(params, key, arrays, num_samples):
         predictive = Predictive(
-            unobserved,
+            unobserve(run_model(params), sites=set(sites.observed)),
             num_samples=num_samples,
             return_sites=list(sites.latent) + list(sites.deterministic) + list(sites.observed),
         )

@@ -17,6 +17,7 @@ from ppzoo.inference.nuts import (
     blackjax_warmup,
     chain_stats_warnings,
     choose_adaptation,
+    draws_per_chain,
     map_chains,
     unconstrained_size,
 )
@@ -133,10 +134,6 @@ def blackjax_core(
     return one_run
 
 
-def _num_samples(options: NUTSOptions) -> int:
-    return options.num_samples
-
-
 ENGINE = Engine(
     name="blackjax",
     options=NUTSOptions,
@@ -145,7 +142,7 @@ ENGINE = Engine(
     is_mcmc=True,
     learns_params=False,
     library="blackjax",
-    draws_per_run=_num_samples,
+    draws_per_run=draws_per_chain,
     batch_runs="devices",
     description="BlackJAX NUTS with diagonal, dense or low-rank mass-matrix adaptation",
 )

@@ -27,6 +27,7 @@ __all__ = [
     "ADAPTATIONS",
     "AUTO_DENSE_MAX_DIMS",
     "run_nuts",
+    "draws_per_chain",
     "nuts_core",
     "nuts_kernel",
     "chain_stats_warnings",
@@ -477,7 +478,8 @@ def nuts_core(
     return one_chain
 
 
-def _num_samples(options: NUTSOptions) -> int:
+def draws_per_chain(options: NUTSOptions) -> int:
+    """Draws one chain returns (both MCMC engines' ``Engine.draws_per_run``)."""
     return options.num_samples
 
 
@@ -489,7 +491,7 @@ ENGINE = Engine(
     is_mcmc=True,
     learns_params=False,
     library="numpyro",
-    draws_per_run=_num_samples,
+    draws_per_run=draws_per_chain,
     batch_runs="devices",
     description="NumPyro NUTS with diagonal, dense or low-rank mass-matrix adaptation",
 )

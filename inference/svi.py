@@ -972,15 +972,24 @@ def draw(
     """The fit's draws ``(1, num_draws, *shape)`` of latent and deterministic sites, and their log joint ``lp``."""
     latent = list(sites.latent)
     names = latent + [s for s in sites.deterministic if s not in latent]
-    draws = guide_draws(model, guide, params, key, data, names, num_draws)
-    latent_draws = {k: draws[k] for k in latent if k in draws}
+    arrays, static = split_data(data)
 
-    def log_joint(values):
-        # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
-        seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=key)
-        return log_density(seeded, (), dict(data), values)[0]
+    # One compiled program for the draws and their log joint (eagerly, each was a lax.map compiled apart).
+    @jax.jit
+    def run(params, key, arrays):
+        full = {**arrays, **static}
+        draws = guide_draws(model, guide, params, key, full, names, num_draws)
+        latent_draws = {k: draws[k] for k in latent if k in draws}
 
-    lp = np.asarray(jax.lax.map(log_joint, latent_draws, batch_size=min(num_draws, 256)))
+        def log_joint(values):
+            # Seeded so that a model that subsamples its data plate (minibatch VAEs) can draw its indices.
+            seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=key)
+            return log_density(seeded, (), full, values)[0]
+
+        return draws, jax.lax.map(log_joint, latent_draws, batch_size=min(num_draws, 256))
+
+    draws, lp = run(params, key, arrays)
+    lp = np.asarray(lp)
     return {k: np.asarray(v)[None] for k, v in draws.items()}, {"lp": lp[None]}
 
 

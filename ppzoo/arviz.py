@@ -17,6 +17,7 @@ from numpyro.primitives import Messenger
 
 from ppzoo import inference
 from ppzoo.inference import split_data
+from ppzoo.programs import ProgramCache
 
 if TYPE_CHECKING:
     from ppzoo.fit import Fit
@@ -75,8 +76,7 @@ _PROGRAMS: "weakref.WeakKeyDictionary[Fit, _Programs]" = weakref.WeakKeyDictiona
 
 #: The compiled programs themselves, shared by every fit of one model with the same static data and sites
 #: (the engines of a comparison, the seeds of a study): the model's parameters are an input, not constants.
-_SHARED: dict[Any, _Programs] = {}
-_MAX_SHARED = 64
+_SHARED: ProgramCache[_Programs] = ProgramCache(maxsize=64)
 
 
 def _programs(fit: "Fit") -> _Programs:
@@ -105,15 +105,7 @@ def _shared_programs(fit: "Fit") -> _Programs:
     _, static = split_data(fit.data)
     spec = (fit.model, tuple(static.items()), tuple(sites.latent), tuple(sites.deterministic),
             tuple(sites.observed))
-    try:
-        hash(spec)
-    except TypeError:  # an unhashable model or static data: programs of this fit alone
-        return _build_programs(fit.model, sites, static)
-    if spec not in _SHARED:
-        if len(_SHARED) >= _MAX_SHARED:
-            _SHARED.pop(next(iter(_SHARED)))
-        _SHARED[spec] = _build_programs(fit.model, sites, static)
-    return _SHARED[spec]
+    return _SHARED.get(spec, lambda: _build_programs(fit.model, sites, static))
 
 
 def _build_programs(model: Callable[..., Any], sites: Any, static: Mapping[str, Any]) -> _Programs:

@@ -52,6 +52,7 @@ from ppzoo.graphs import adjacency_from_edges, edges_from_adjacency, topological
 from ppzoo import inference
 from ppzoo.inference import split_data
 from ppzoo.models import ZooModel
+from ppzoo.programs import ProgramCache
 
 __all__ = [
     "intervene",
@@ -345,21 +346,10 @@ def _map(fn, xs, batched: bool):
     return jax.vmap(fn)(xs) if batched else jax.lax.map(fn, xs)
 
 
-#: Compiled programs of ``intervene`` by what shapes them (model, static data, sites, intervened names),
-#: so that new ``do`` values, posterior draws or fits of the same zoo model reuse one compile.
-_COMPILED: dict[Any, Any] = {}
-
-
-def _cached(spec: Any, build: Any) -> Any:
-    try:
-        hash(spec)
-    except TypeError:  # unhashable static data (e.g. a dict): compile afresh
-        return build()
-    if spec not in _COMPILED:
-        if len(_COMPILED) >= 64:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[spec] = build()
-    return _COMPILED[spec]
+#: Compiled programs of ``intervene``, ``counterfactual`` and guide abduction by what shapes them (model,
+#: static data, sites, intervened names), so that new ``do`` values, posterior draws or fits of the same zoo
+#: model reuse one compile.
+_COMPILED: ProgramCache[Any] = ProgramCache(maxsize=64)
 
 
 def _scalars(roles: CausalSites, sites: Sequence[str]) -> int:
@@ -457,7 +447,7 @@ def intervene(
 
         return jax.jit(run)
 
-    out = _cached(spec, build)(keys, globals_, arrays, do_sample, do_det, params)
+    out = _COMPILED.get(spec, build)(keys, globals_, arrays, do_sample, do_det, params)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -523,7 +513,7 @@ def _abduct_guide(fit, data, roles, sites_needed, num, key, guide):
 
         return jax.jit(run)
 
-    draws = _cached(spec, build)(key, arrays, params)
+    draws = _COMPILED.get(spec, build)(key, arrays, params)
     return {k: jnp.asarray(v) for k, v in draws.items()}
 
 
@@ -727,5 +717,5 @@ def counterfactual(
 
         return jax.jit(run)
 
-    out = _cached(spec, build)(keys, draws, arrays, do_sample, do_det, params)
+    out = _COMPILED.get(spec, build)(keys, draws, arrays, do_sample, do_det, params)
     return {k: np.asarray(v) for k, v in out.items()}

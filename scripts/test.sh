@@ -13,5 +13,5 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   fi
 fi
 # Two pytest workers (one per CI core), whole files per worker so module fixtures are built once: the
-# suite is mostly single-threaded XLA compiles, which the second core overlaps (19 min -> see README).
+# suite is mostly single-threaded XLA compiles, which the second core overlaps (timings: README).
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PPZOO_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"

@@ -12,6 +12,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     echo "note: chromium/chromedriver missing and not root; the browser test will be skipped outside CI" >&2
   fi
 fi
-# Two pytest workers (one per CI core), whole files per worker so module fixtures are built once: the
-# suite is mostly single-threaded XLA compiles, which the second core overlaps (timings: README).
+# Two pytest workers (one per CI core), whole files per worker so module fixtures are built once, and the
+# files that share a session fit in one worker (tests/conftest.py); the suite is mostly single-threaded XLA
+# compiles, which the second core overlaps (timings: README).
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PPZOO_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import ppzoo  # noqa: F401  (must come before anything starts JAX)
 
+from pathlib import Path
+
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
 
 PRIOR_MEAN, PRIOR_SD, NOISE_SD = 0.0, 2.0, 1.0
+
+#: Session fixtures that fit models (below). Under pytest-xdist's ``--dist loadfile`` (scripts/test.sh) the
+#: files that use them are one unit of work, so each fit is made once per run, not once per worker.
+SHARED_FITS = ("conjugate_fits", "ica_fits")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the files that use a shared fit as one unit. (``--dist loadgroup`` would
+    be the tool, but it silently stops grouping on pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    shared = {path.name for path in Path(__file__).parent.glob("test_*.py")
+              if any(name in path.read_text() for name in SHARED_FITS)}
+
+    class SharedFitsScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "shared-fits" if Path(scope).name in shared else scope
+
+    return SharedFitsScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ __all__ = [
     "resample",
     "mode_of",
     "has_density",
+    "skip_reason",
     "warning_of",
     "DATA_PLATE",
     "ITEM_SHARE",
@@ -257,16 +258,40 @@ def has_density(guide: Callable[..., Any]) -> bool:
     return not isinstance(guide, autoguide.AutoDelta)
 
 
+def skip_reason(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapping[str, Any],
+                psis_draws: int) -> str:
+    """Why :func:`diagnose_fit` ran no diagnostic on this guide, in words for the report's n/a line."""
+    if psis_draws == 0:
+        return "psis_draws=0 turned the diagnostic off"
+    if not has_density(guide):
+        return "the guide is a point estimate (AutoDelta): its log q is 0 whatever the value"
+    sites = point_estimate_sites(guide, params, data)
+    if sites:
+        return (f"the guide draws {', '.join(sites)} from a Delta (a point estimate): its log q is 0 whatever the "
+                "value, so importance ratios against it measure nothing")
+    return "the diagnostic ran nothing for this guide"
+
+
 def point_estimate_sites(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
     """The guide's latent sites drawn from a ``Delta`` (point estimates: a zoo model's own encoder that returns
     codes, such as GAN-ICA's), from one abstract trace. Their log q is 0 whatever the value, so importance
-    ratios against them measure nothing: such a guide has no density to diagnose."""
+    ratios against them measure nothing: such a guide has no density to diagnose.
+
+    A guide that draws an auxiliary site (``infer={"is_auxiliary": True}``) and hands its transform to the
+    model through ``Delta`` sites with the transform's log-Jacobian as ``log_density`` (NumPyro's
+    ``AutoContinuous`` guides, the ICA guide) has a density: its Delta sites are not point estimates, and none
+    is returned.
+    """
     arrays, static = split_data(data)
     found: list[str] = []
+    auxiliary: list[str] = []
 
     def probe(key, params, arrays):
         trace = handlers.trace(handlers.seed(handlers.substitute(guide, data=params), rng_seed=key)).get_trace(
             **arrays, **static)
+        for name, site in trace.items():
+            if site["type"] == "sample" and not site["is_observed"] and site.get("infer", {}).get("is_auxiliary"):
+                auxiliary.append(name)
         for name, site in _sample_sites(trace).items():
             fn = site["fn"]
             while hasattr(fn, "base_dist"):  # masked, expanded, independent wrappers
@@ -276,7 +301,7 @@ def point_estimate_sites(guide: Callable[..., Any], params: Mapping[str, Any], d
         return jnp.zeros(())
 
     jax.eval_shape(probe, jax.random.key(0), params, arrays)
-    return found
+    return [] if auxiliary else found
 
 
 def _per_item(trace, num_items: int, left_out: set[str]) -> jax.Array:

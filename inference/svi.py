@@ -1064,7 +1064,8 @@ def run_svi(
     if extension is not None:
         out_params = {**out_params, f"{extension.name}$state": jax.device_get(state.extension)}
     return EngineResult(samples, stats, out_params, losses, warnings + psis_warnings,
-                        diagnostics={"psis": diagnosis} if diagnosis is not None else None)
+                        diagnostics={"psis": diagnosis} if diagnosis is not None else
+                        {"psis_skipped": psis.skip_reason(guide, params, data, options.psis_draws)})
 
 
 def svi_core(

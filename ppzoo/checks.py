@@ -563,9 +563,8 @@ def psis_check(fit: Fit, label: str | None = None) -> Check:
         return Check(name, None, "not applicable: Markov chains, not a fitted approximation; judged by their "
                                  "convergence (r_hat, ESS) instead.")
     if result is None:
-        return Check(name, None, "not applicable: the fit has no PSIS diagnostic (an engine without one, a point "
-                                 "estimate such as guide='auto_delta' or a guide of Delta sites, whose log q is 0 "
-                                 "whatever the value, or psis_draws=0).")
+        reason = fit.diagnostics.get("psis_skipped") or f"the {fit.engine} engine computes no PSIS diagnostic"
+        return Check(name, None, f"not applicable: {reason}.")
     cite = f"threshold {psis.K_THRESHOLD}, Yao et al. 2018"
     if result.mode == "joint":
         resampled = bool(fit.options.get("importance_resample"))

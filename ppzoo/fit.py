@@ -423,7 +423,8 @@ class Fit:
         The run's random keys by job (engine, posterior predictive, prior).
     diagnostics : dict
         The engine's own diagnostics by name: ``"psis"`` (SVI) is the
-        :class:`ppzoo.inference.psis.PSISResult` of the fitted guide; see :attr:`pareto_k`.
+        :class:`ppzoo.inference.psis.PSISResult` of the fitted guide (see :attr:`pareto_k`), or
+        ``"psis_skipped"`` says in words why SVI ran none (``psis_draws=0``, a point-estimate guide).
     """
 
     model: Callable[..., Any]

@@ -259,8 +259,9 @@ def has_density(guide: Callable[..., Any]) -> bool:
 
 
 def skip_reason(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapping[str, Any],
-                psis_draws: int) -> str:
-    """Why :func:`diagnose_fit` ran no diagnostic on this guide, in words for the report's n/a line."""
+                psis_draws: int) -> str | None:
+    """Why :func:`diagnose_fit` runs no diagnostic on this guide, in words for the report's n/a line, or
+    ``None`` when it runs one."""
     if psis_draws == 0:
         return "psis_draws=0 turned the diagnostic off"
     if not has_density(guide):
@@ -269,7 +270,7 @@ def skip_reason(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapp
     if sites:
         return (f"the guide draws {', '.join(sites)} from a Delta (a point estimate): its log q is 0 whatever the "
                 "value, so importance ratios against it measure nothing")
-    return "the diagnostic ran nothing for this guide"
+    return None
 
 
 def point_estimate_sites(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
@@ -289,14 +290,15 @@ def point_estimate_sites(guide: Callable[..., Any], params: Mapping[str, Any], d
     def probe(key, params, arrays):
         trace = handlers.trace(handlers.seed(handlers.substitute(guide, data=params), rng_seed=key)).get_trace(
             **arrays, **static)
-        for name, site in trace.items():
-            if site["type"] == "sample" and not site["is_observed"] and site.get("infer", {}).get("is_auxiliary"):
-                auxiliary.append(name)
         for name, site in _sample_sites(trace).items():
+            if site["is_observed"]:
+                continue
+            if site.get("infer", {}).get("is_auxiliary"):
+                auxiliary.append(name)
             fn = site["fn"]
             while hasattr(fn, "base_dist"):  # masked, expanded, independent wrappers
                 fn = fn.base_dist
-            if not site["is_observed"] and isinstance(fn, dist.Delta):
+            if isinstance(fn, dist.Delta):
                 found.append(name)
         return jnp.zeros(())
 
@@ -541,19 +543,20 @@ def diagnose_fit(
     psis_items: int,
     importance_resample: bool,
     num_draws: int,
-) -> tuple[PSISResult | None, tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, list[str]]:
-    """What the SVI engine runs after training: the diagnostic, the resampled draws if asked, the warnings.
+) -> tuple[dict[str, Any], tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, list[str]]:
+    """What the SVI engine runs after training: the fit's diagnostics, the resampled draws if asked, the warnings.
 
-    ``psis_draws=0`` or a guide with no density (``AutoDelta``, or any ``Delta`` site: :func:`point_estimate_sites`):
-    no diagnostic (``None``). With
+    The diagnostics are ``{"psis": PSISResult}``, or ``{"psis_skipped": reason}`` (:func:`skip_reason`) for
+    ``psis_draws=0`` or a guide with no density (``AutoDelta``, point-estimate ``Delta`` sites). With
     ``importance_resample``, the fit's draws are ``num_draws`` draws resampled from ``psis_draws`` guide
     draws by their smoothed weights, shaped like the SVI engine's own, ``(1, num_draws, ...)``, with their
     log joint as the ``lp`` sample stat.
     """
     if importance_resample:
         check_resample(guide, sites)
-    if psis_draws == 0 or not has_density(guide) or point_estimate_sites(guide, params, data):
-        return None, None, []
+    reason = skip_reason(guide, params, data, psis_draws)
+    if reason is not None:
+        return {"psis_skipped": reason}, None, []
     names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
     diagnose_key, resample_key = jax.random.split(key)
     result = diagnose(model, guide, params, diagnose_key, data, num_draws=psis_draws, num_items=psis_items,
@@ -564,4 +567,4 @@ def diagnose_fit(
         draws, log_joint = resample(result, resample_key, num_draws)
         resampled = ({k: v[None] for k, v in draws.items()}, {"lp": log_joint[None]})
         result = dataclasses.replace(result, draws=None)  # the fit keeps the resampled draws, not these
-    return result, resampled, [warning] if warning else []
+    return {"psis": result}, resampled, [warning] if warning else []

@@ -1056,7 +1056,7 @@ def run_svi(
     params = final_params(svi, state)
     if whitened is not None:
         params = unwhiten(whitened, guide, params)
-    diagnosis, resampled, psis_warnings = psis.diagnose_fit(
+    diagnostics, resampled, psis_warnings = psis.diagnose_fit(
         model, guide, params, jax.random.fold_in(draw_key, 1), data, sites, psis_draws=options.psis_draws,
         psis_items=options.psis_items, importance_resample=options.importance_resample, num_draws=options.num_draws)
     samples, stats = resampled or draw(model, guide, params, draw_key, data, sites, options.num_draws)
@@ -1064,8 +1064,7 @@ def run_svi(
     if extension is not None:
         out_params = {**out_params, f"{extension.name}$state": jax.device_get(state.extension)}
     return EngineResult(samples, stats, out_params, losses, warnings + psis_warnings,
-                        diagnostics={"psis": diagnosis} if diagnosis is not None else
-                        {"psis_skipped": psis.skip_reason(guide, params, data, options.psis_draws)})
+                        diagnostics=diagnostics)
 
 
 def svi_core(

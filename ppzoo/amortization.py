@@ -30,7 +30,7 @@ from scipy.special import ndtri
 
 from ppzoo.metrics import mcc
 
-__all__ = ["amortization_gap", "gaussian_w2", "marginal_w2", "INTERVAL"]
+__all__ = ["amortization_gap", "encoder_pareto_k", "gaussian_w2", "marginal_w2", "INTERVAL"]
 
 #: Central interval used for the interval comparisons.
 INTERVAL = 0.9
@@ -226,3 +226,36 @@ def amortization_gap(
             out[f"mcc_encoder{suffix}"] = mcc(mean, true, method=method)
             out[f"mcc_mcmc{suffix}"] = mcc(mcmc_mean, true, method=method)
     return out
+
+
+def encoder_pareto_k(model: Any, params: Any, data: dict[str, Any], *, seed: int = 0, num_draws: int = 1000,
+                     num_items: int = 256) -> dict[str, Any]:
+    r"""Per-datum PSIS :math:`\hat k` of a zoo model's own amortized guide (its encoder) on ``data``.
+
+    For each data point, ``num_draws`` draws from the encoder :math:`q(z \mid x)` are importance-weighted by
+    :math:`p(x, z) / q(z \mid x)` under ``model`` (pass the plain generative model, e.g.
+    ``ppzoo.models.vae.posterior_model(m)``, to diagnose against the exact posterior rather than a tempered one)
+    and their :math:`\hat k` estimated (``ppzoo.inference.psis.diagnose``, per-datum mode; Yao et al. 2018:
+    above 0.7 the encoder is an unreliable proposal for that point). It complements :func:`amortization_gap`:
+    needs no MCMC, so it runs on ``num_items`` points where NUTS runs on a few.
+
+    Returns
+    -------
+    dict
+        ``pareto_k_median``, ``share_k_above_0_7`` (the share of the diagnosed points above 0.7),
+        ``num_items`` and ``item_k`` (each point's :math:`\hat k`).
+    """
+    import jax
+
+    from ppzoo.inference.psis import diagnose
+
+    guide = model.make_guide() if callable(getattr(model, "make_guide", None)) else None
+    if guide is None:
+        raise ValueError(f"encoder_pareto_k needs a zoo model with its own amortized guide (model.make_guide()); "
+                         f"got {type(model).__name__}.")
+    result = diagnose(model, guide, params, jax.random.key(seed), data, num_draws=num_draws, num_items=num_items)
+    if result.item_k is None:
+        raise ValueError("encoder_pareto_k: the guide's latents are not per data point (no plate 'data'), so there "
+                         "is no per-datum k-hat; use ppzoo.fit(..., engine='svi') and fit.diagnostics['psis'].")
+    return {"pareto_k_median": float(result.pareto_k), "share_k_above_0_7": float(result.share_above),
+            "num_items": int(result.item_k.size), "item_k": np.asarray(result.item_k)}

@@ -53,3 +53,53 @@ def test_gaussian_w2_closed_form_against_one_dimension_and_correlation():
 def test_amortization_gap_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         amortization_gap(*args)
+
+
+class _Conjugate:
+    """z_i ~ N(0, 1), x_i ~ N(z_i, 1): the exact posterior of each z_i is N(x_i / 2, 1/2). Its own guide is that
+    posterior with the sd scaled by ``sd_ratio``."""
+
+    def __init__(self, sd_ratio):
+        self.sd_ratio = sd_ratio
+
+    def __call__(self, x):
+        import numpyro
+        import numpyro.distributions as dist
+
+        with numpyro.plate("data", x.shape[0]):
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+            numpyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def make_guide(self):
+        import numpyro
+        import numpyro.distributions as dist
+
+        def guide(x):
+            with numpyro.plate("data", x.shape[0]):
+                numpyro.sample("z", dist.Normal(x / 2, self.sd_ratio * np.sqrt(0.5)))
+
+        return guide
+
+
+def test_encoder_pareto_k_flags_a_too_narrow_encoder_and_passes_a_wider_one():
+    from ppzoo.amortization import encoder_pareto_k
+
+    x = np.random.default_rng(0).normal(0.0, np.sqrt(2.0), 64).astype(np.float32)
+    # A proposal 1.2x wider than the target has bounded weights (k-hat far below 0.5: measured -1.6 median, sd
+    # 0.14 over items). One at 0.3x the target's sd has asymptotic k = 1 - 0.3^2 = 0.91 (normal target and
+    # proposal); from 1000 draws each item's k-hat is lower and noisy: measured on data seeds 1 and 2 (not the
+    # test's), median 0.77-0.81, sd 0.16 over items, 69-70% of items above 0.7. Bounds: the median of 64 items
+    # has sd ~0.025, so > 0.7 has a 3-sd margin; the share above 0.7 has sd ~0.057, so > 0.5 has a 3.5-sd margin
+    # (and is far above the 10% at which the encoder is flagged unreliable).
+    wide = encoder_pareto_k(_Conjugate(1.2), {}, {"x": x}, seed=0)
+    narrow = encoder_pareto_k(_Conjugate(0.3), {}, {"x": x}, seed=0)
+    assert wide["num_items"] == narrow["num_items"] == 64
+    assert wide["share_k_above_0_7"] == 0.0 and wide["pareto_k_median"] < 0.5, wide["pareto_k_median"]
+    assert narrow["share_k_above_0_7"] > 0.5 and narrow["pareto_k_median"] > 0.7, narrow["pareto_k_median"]
+
+
+def test_encoder_pareto_k_needs_the_models_own_guide():
+    from ppzoo.amortization import encoder_pareto_k
+
+    with pytest.raises(ValueError, match="needs a zoo model with its own amortized guide"):
+        encoder_pareto_k(lambda x: None, {}, {"x": np.zeros(3)})

@@ -459,6 +459,7 @@ def test_case_study_smoke(tmp_path):
     assert any(n.startswith("encoder agrees with the exact posterior (blackjax:") for n in claims.index)
     assert claims["verdict"].isin(["PASS", "FAIL", "n/a"]).all()
     assert "#sec-amortization-gap-the-encoder-against-the-exact-posterior" in page
+    assert "encoder PSIS k-hat, median over 30 points" in page and "share of those points with k-hat &gt; 0.7" in page
 
     rows = pd.read_csv(out / "mcc.csv")
     assert set(rows["method"]) == {"iVAE", "VAE", "linear ICA", "FastICA"}

@@ -149,6 +149,7 @@ def test_digits_case_study_says_which_metrics_apply(tmp_path):
     page = (out / "index.html").read_text()
     assert "cannot: needs the true generative factors" in page
     assert "gaussian_total_correlation" in page
+    assert "share of images with k-hat &gt; 0.7" in page  # the encoder's per-image PSIS beside the gap
     verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)
     assert verdicts.loc[verdicts["name"] == "posterior collapse", "engine"].tolist() == ["beta_vae"]
     assert isinstance(read_results(out)["values"]["beta_vae_collapsed"], bool)

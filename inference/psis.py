@@ -143,7 +143,7 @@ class PSISResult:
 #: An item's :math:`\hat k` from 1000 draws is noisy: on items of equal true k (a Gaussian proposal at 0.3x the
 #: sd of a Gaussian target, tests/test_amortization.py) the estimates spread with sd ~0.16 and sat below the
 #: asymptotic k (median 0.77-0.81 for k = 0.91). So an encoder whose items all sit near 0.5 puts a few percent
-#: of them above 0.7 by noise alone; one near 0.6 puts ~25% above and is flagged.
+#: of them above 0.7 by noise alone; one whose estimates centre near 0.6 puts ~25% above and is flagged.
 ITEM_SHARE = 0.1
 
 

@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
-import ppzoo
 from ppzoo import checks
 from ppzoo.checks import predictive_checks
 from ppzoo.cli import main
@@ -133,24 +131,3 @@ def test_check_options_come_from_each_engines_options_class(monkeypatch):
         engine_options("nuts", {"num_warmpu": 300})
     with pytest.raises(ValueError, match="Unknown engine 'hmc'"):
         engine_options("hmc", settings)
-
-
-def test_programs_that_differ_only_in_their_small_data_share_a_cache_entry(tmp_path, caplog):
-    # A model's data reaches the sampler as an array the program closes over; JAX embeds such arrays under
-    # 1 KB in the program, so each new data set compiled again. enable_compilation_cache hoists them into
-    # arguments: the second program (same shapes, other values) is read back from the cache.
-    import logging
-
-    import jax
-    import jax.numpy as jnp
-
-    ppzoo.enable_compilation_cache(tmp_path / "cache")
-    results = []
-    with caplog.at_level(logging.DEBUG, logger="jax._src.compiler"):
-        for data in (np.arange(8.0, dtype=np.float32), np.arange(8.0, dtype=np.float32) + 1.0):  # 32 bytes each
-            results.append(float(jax.jit(lambda scale, data=data: jnp.sum(jnp.sin(data)) * scale)(2.0)))
-    misses = [r for r in caplog.messages if "PERSISTENT COMPILATION CACHE MISS for 'jit__lambda" in r]
-    hits = [r for r in caplog.messages if "Persistent compilation cache hit for 'jit__lambda" in r]
-    assert (len(misses), len(hits)) == (1, 1), caplog.messages
-    np.testing.assert_allclose(results, [2 * np.sin(np.arange(8.0)).sum(), 2 * np.sin(np.arange(8.0) + 1).sum()],
-                               rtol=1e-5)  # the second program computes with its own data, not the first's

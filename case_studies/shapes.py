@@ -373,7 +373,8 @@ def _scores(trained: Mapping[str, list[TrainedModel]], ds: Any, args: argparse.N
 
 
 def _results(per_seed: pd.DataFrame, claims: Sequence[Claim], collapse: Mapping[str, Any],
-             trained: Mapping[str, list[TrainedModel]], mcmc: Mapping[str, Any], elapsed: float) -> dict[str, Any]:
+             trained: Mapping[str, list[TrainedModel]], mcmc: Mapping[str, Any], gaps: Mapping[str, Mapping[str, Any]],
+             elapsed: float) -> dict[str, Any]:
     """The headline numbers for results.json: per model and seed, per model mean and sd, verdicts, timings."""
     from ppzoo.checks import max_r_hat
 
@@ -398,6 +399,9 @@ def _results(per_seed: pd.DataFrame, claims: Sequence[Claim], collapse: Mapping[
     for name, fit in mcmc.items():
         values[key(name, "nuts_max_r_hat")] = max_r_hat(fit)
         values[key(name, "nuts_s")] = fit.timings["total_s"]
+    for name, gap in gaps.items():  # the encoder as an importance proposal, per held-out image (PSIS)
+        values[key(name, "encoder_share_k_above_0_7")] = gap["share_k_above_0_7"]
+        values[key(name, "encoder_pareto_k_median")] = gap["pareto_k_median"]
     values["metrics_s"] = float(per_seed["metrics_s"].sum())
     values["published_source"] = PUBLISHED_SOURCE
     values["wall_s"] = round(elapsed)
@@ -551,7 +555,7 @@ def run(args: argparse.Namespace) -> Path:
         claims=[*claims, collapse_claim(collapse)],
     )
     per_seed.to_csv(Path(out) / "comparison.csv")
-    headline = _results(per_seed, claims, collapse, scored, mcmc, elapsed)
+    headline = _results(per_seed, claims, collapse, scored, mcmc, gaps, elapsed)
     recorded = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k not in ("out", "cache")}
     recorded["seeds"] = ",".join(map(str, args.seeds))
     recorded["num_seeds"] = len(args.seeds)

@@ -121,6 +121,9 @@ def test_shapes_case_study_writes_the_comparison(tmp_path):
     results = read_results(out)["values"]  # the headline numbers the README is rendered from
     assert results["factor_vae_seed_0_mig"] == table.loc[("factor_vae", 0), "mig"] == results["factor_vae_mig_mean"]
     assert results["vae_collapsed_seeds"] in (0, 1) and results["factor_vae_beats_vae"] == "n/a"
+    # The encoders' per-image PSIS, as on the page, for the README's shapes block.
+    assert 0 <= results["factor_vae_encoder_share_k_above_0_7"] <= 1
+    assert np.isfinite(results["vae_encoder_pareto_k_median"])
     # The study's claims lead the strip: the ordering against the VAE is not judged on one seed.
     claims = verdicts[verdicts["kind"] == "claim"]
     assert verdicts["kind"].iloc[0] == "claim" and len(claims) == 2

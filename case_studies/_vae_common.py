@@ -44,6 +44,7 @@ from ppzoo.inference import svi as svi_engine
 from ppzoo.models import infogan
 from ppzoo.models.vae import decoder_function, encoder_function, posterior_model
 from ppzoo.report import Claim, Section
+from ppzoo.results import key as results_key
 
 __all__ = [
     "MODELS",
@@ -56,6 +57,7 @@ __all__ = [
     "reconstruction_figure",
     "traversal_figure",
     "amortization",
+    "encoder_psis_results",
     "init_to_encoder",
     "amortization_table",
     "grid_image",
@@ -538,6 +540,15 @@ def amortization(
     # The encoder as an importance proposal for the same exact posterior, per image (no MCMC needed).
     gap.update(encoder_pareto_k(posterior_model(t.model), t.params, {"x": images}, seed=seed))
     return fit, gap
+
+
+def encoder_psis_results(gaps: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The results-file values of each model's per-image encoder PSIS (the gap tables' two k-hat columns)."""
+    values = {}
+    for name, gap in gaps.items():
+        values[results_key(name, "encoder_share_k_above_0_7")] = gap["share_k_above_0_7"]
+        values[results_key(name, "encoder_pareto_k_median")] = gap["pareto_k_median"]
+    return values
 
 
 AMORTIZATION_COLUMNS = {

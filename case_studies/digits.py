@@ -52,6 +52,7 @@ from ppzoo.case_studies._vae_common import (
     collapse_section,
     amortization_text,
     describe,
+    encoder_psis_results,
     grid_image,
     loss_figure,
     reconstruction_figure,
@@ -297,9 +298,7 @@ def run(args: argparse.Namespace) -> Path:
     headline.update({key(name, "collapsed"): check.passed is False for name, check in collapse.items()})
     headline.update({key(name, "nuts_max_r_hat"): max_r_hat(fit) for name, fit in mcmc.items()})
     headline.update({key(name, "nuts_s"): fit.timings["total_s"] for name, fit in mcmc.items()})
-    for name, gap in gaps.items():  # the encoder as an importance proposal, per held-out digit (PSIS)
-        headline[key(name, "encoder_share_k_above_0_7")] = gap["share_k_above_0_7"]
-        headline[key(name, "encoder_pareto_k_median")] = gap["pareto_k_median"]
+    headline.update(encoder_psis_results(gaps))  # the encoder as an importance proposal, per held-out digit
     write_results(out, "digits", headline, settings={
         k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "out"})
     return out

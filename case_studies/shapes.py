@@ -73,6 +73,7 @@ from ppzoo.case_studies._vae_common import (
     collapse_claim,
     collapse_section,
     describe,
+    encoder_psis_results,
     loss_figure,
     reconstruction_figure,
     train_family,
@@ -399,9 +400,7 @@ def _results(per_seed: pd.DataFrame, claims: Sequence[Claim], collapse: Mapping[
     for name, fit in mcmc.items():
         values[key(name, "nuts_max_r_hat")] = max_r_hat(fit)
         values[key(name, "nuts_s")] = fit.timings["total_s"]
-    for name, gap in gaps.items():  # the encoder as an importance proposal, per held-out image (PSIS)
-        values[key(name, "encoder_share_k_above_0_7")] = gap["share_k_above_0_7"]
-        values[key(name, "encoder_pareto_k_median")] = gap["pareto_k_median"]
+    values.update(encoder_psis_results(gaps))  # the encoder as an importance proposal, per held-out image
     values["metrics_s"] = float(per_seed["metrics_s"].sum())
     values["published_source"] = PUBLISHED_SOURCE
     values["wall_s"] = round(elapsed)

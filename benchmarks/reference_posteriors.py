@@ -349,6 +349,8 @@ def write_table_results(folder: str, summary: pd.DataFrame, errors: list[dict], 
                 values[f"{prefix}_pareto_k"] = khat
             # Issue 17's "silent failure": off by more than ACCURATE_WITHIN (mean in ref sds, or sd) and no
             # warning on the fit. A FAIL of the z-test inside that bar is named as such.
+            silent = not row.passed and not warned and not accurate
+            values[f"{prefix}_silent"] = silent
             if row.passed:
                 verdict = "pass"
             elif warned:
@@ -357,7 +359,6 @@ def write_table_results(folder: str, summary: pd.DataFrame, errors: list[dict], 
                 verdict = f"FAIL, within {ACCURATE_WITHIN}"
             else:
                 verdict = "**FAIL, silent**"
-            values[f"{prefix}_silent"] = verdict == "**FAIL, silent**"
             detail = (f"mean err {row.mean_error:.2f} sd, sd ratio {row.worst_sd_ratio:.2f}"
                       + (f", k {khat:.2f}" if khat is not None else "") + f", {row.seconds:.0f} s")
             cells.append(f"{verdict} ({detail})")

@@ -50,6 +50,7 @@ __all__ = [
     "MODELS",
     "TrainedModel",
     "ModelCache",
+    "Checkpoint",
     "cache_settings",
     "train_seeds",
     "train_family",
@@ -140,14 +141,18 @@ class TrainedModel:
 class ModelCache:
     """A folder of finished models, one file per model and seed, so that a long run can be resumed.
 
+    While a model trains, its :class:`Checkpoint` in the same folder is rewritten every
+    ``checkpoint_every_s`` seconds (default ten minutes), so that a run stopped mid-model resumes there.
+
     Each file holds the parameters, losses, warnings and timings of a trained model, the settings that
     produced it, and any scores computed from it (with their own settings). :meth:`load` returns an entry
     only when its settings equal the ones asked for; a file is written to a temporary name and renamed, so
     it is whole or absent. The files are pickles written by this code: load only caches you made.
     """
 
-    def __init__(self, folder: str | os.PathLike[str]):
+    def __init__(self, folder: str | os.PathLike[str], checkpoint_every_s: float = 600.0):
         self.folder = Path(folder)
+        self.checkpoint_every_s = float(checkpoint_every_s)
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str, seed: int) -> Path:
@@ -165,7 +170,14 @@ class ModelCache:
         return entry
 
     def save(self, name: str, seed: int, entry: Mapping[str, Any]) -> Path:
-        path = self.path(name, seed)
+        return self._write(self.path(name, seed), entry)
+
+    def checkpoint(self, name: str, seeds: Sequence[int], settings: Sequence[Mapping[str, Any]]) -> Checkpoint:
+        """The mid-training checkpoint of ``name`` trained on ``seeds`` together (see :func:`train_seeds`)."""
+        path = self.folder / f"{name}-seeds{'_'.join(str(int(s)) for s in seeds)}.partial.pkl"
+        return Checkpoint(self, path, [dict(s) for s in settings], self.checkpoint_every_s)
+
+    def _write(self, path: Path, entry: Mapping[str, Any]) -> Path:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.folder)
         try:
             with os.fdopen(handle, "wb") as fh:
@@ -175,6 +187,35 @@ class ModelCache:
             Path(temporary).unlink(missing_ok=True)
             raise
         return path
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """Where :func:`train_seeds` keeps the state of an unfinished run: every ``every_s`` seconds of training
+    it writes the optimizer state of all seeds, the losses so far and the next step (whole or absent, as the
+    cache's files), and a rerun with the same settings continues from there; :func:`train_family` removes it
+    once the finished models are saved."""
+
+    cache: ModelCache
+    path: Path
+    settings: list[dict]
+    every_s: float = 600.0
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        with open(self.path, "rb") as fh:
+            entry = pickle.load(fh)
+        if entry.get("settings") != self.settings:
+            print(f"[cache] {self.path.name}: a checkpoint made with other settings; starting from step 0", flush=True)
+            return None
+        return entry
+
+    def save(self, entry: Mapping[str, Any]) -> None:
+        self.cache._write(self.path, {**entry, "settings": self.settings})
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _chunk_size(steps: int, most: int = 200) -> int:
@@ -191,6 +232,7 @@ def train_seeds(
     steps: int,
     learning_rate: float,
     tag: str = "",
+    checkpoint: Checkpoint | None = None,
 ) -> list[TrainedModel]:
     """Train one model of the family by SVI (Adam) on the same images once per seed, all seeds together.
 
@@ -210,11 +252,17 @@ def train_seeds(
         Adam steps and learning rate.
     tag : str
         Prefix of the progress lines.
+    checkpoint : Checkpoint, optional
+        Resume from it when it holds a run with the same settings, and write it every ``checkpoint.every_s``
+        seconds of training (at the end of a chunk), so that a stopped run loses at most that much. A resumed
+        run continues with the saved optimizer state, random keys and step count, so it ends where an
+        uninterrupted run ends.
 
     Returns
     -------
     list of TrainedModel
-        One per seed, in the order of ``seeds``.
+        One per seed, in the order of ``seeds``; ``seconds`` counts the training time of every run that
+        contributed.
 
     Notes
     -----
@@ -281,8 +329,20 @@ def train_seeds(
 
     failed = jnp.zeros(len(seeds), dtype=bool)
     losses: list[np.ndarray] = []
+    begin, earlier_s = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        leaves, treedef = jax.tree.flatten((state, failed))
+        stored = saved["leaves"]
+        if len(stored) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(stored, leaves)):
+            raise ValueError(f"checkpoint {checkpoint.path} does not fit this model's state although its settings "
+                             f"match; delete it to train {name} from step 0.")
+        state, failed = jax.tree.unflatten(treedef, [jnp.asarray(a, dtype=b.dtype) for a, b in zip(stored, leaves)])
+        begin, earlier_s, losses = int(saved["next_step"]), float(saved["seconds"]), [saved["losses"]]
+        print(f"[{tag}] {name}: resumed from {checkpoint.path.name} at step {begin} of {steps}", flush=True)
+    last_save = time.perf_counter()
     first_chunk_s = None
-    for start in range(0, steps, chunk):
+    for start in range(begin, steps, chunk):
         began = time.perf_counter()
         chunk_losses = None
         if not bool(failed.any()):
@@ -295,8 +355,16 @@ def train_seeds(
         losses.append(np.asarray(chunk_losses))
         if first_chunk_s is None:
             first_chunk_s = time.perf_counter() - began
+        now = time.perf_counter()
+        if checkpoint is not None and start + chunk < steps and now - last_save >= checkpoint.every_s:
+            checkpoint.save({"next_step": start + chunk, "seconds": earlier_s + now - start_time,
+                             "leaves": [np.asarray(leaf) for leaf in jax.tree.leaves((state, failed))],
+                             "losses": np.concatenate(losses)})
+            last_save = now
     seconds = time.perf_counter() - start_time
-    after_compile = (steps - chunk) / max(seconds - first_chunk_s, 1e-9) if steps > chunk else steps / seconds
+    ran = steps - begin
+    after_compile = (ran - chunk) / max(seconds - first_chunk_s, 1e-9) if ran > chunk else ran / max(seconds, 1e-9)
+    seconds += earlier_s
     all_losses = np.concatenate(losses)  # (steps, seeds); a stopped seed's later steps repeat its last state
     params = jax.device_get(jax.vmap(svi.get_params)(state.svi))
     ext_final = jax.device_get(state.extension) if has_extension else None
@@ -358,8 +426,10 @@ def train_family(
                     for seed in seeds}
         found = {seed: cache.load(name, seed, settings[seed]) for seed in seeds} if cache is not None else {}
         todo = [seed for seed in seeds if found.get(seed) is None]
+        checkpoint = cache.checkpoint(name, todo, [settings[s] for s in todo]) if cache is not None and todo else None
         trained = dict(zip(todo, train_seeds(x, name, seeds=todo, config=config, steps=steps,
-                                             learning_rate=learning_rate, tag=tag))) if todo else {}
+                                             learning_rate=learning_rate, tag=tag,
+                                             checkpoint=checkpoint))) if todo else {}
         models = []
         for seed in seeds:
             if seed in trained:
@@ -378,6 +448,8 @@ def train_family(
                 print(f"[{tag}] {name} seed {seed}: loaded from {cache.path(name, seed)}", flush=True)
             t.mean, t.sd = t.encode(x)
             models.append(t)
+        if checkpoint is not None:  # every seed it held is in the cache now
+            checkpoint.drop()
         out[name] = models
     return out
 

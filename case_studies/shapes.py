@@ -25,8 +25,9 @@ KL to the prior (12-14 to 6-7 nats per image) and kept two to four fewer latent 
 the VAE by step 2500, and training on to 15,000 steps did not reverse the VAE's lead on the FactorVAE score
 (beta-VAE fell from 0.43 to 0.35 on the mean, the VAE stayed at 0.47-0.48). ``--full`` keeps the MLPs at
 32 x 32 and uses disentanglement_lib's schedule and sample sizes (100,000 images, 300,000 steps of Adam
-at 1e-4, the metrics' standard sizes); pass ``--cache DIR`` to keep each finished model and seed, so that
-an interrupted run resumes where it stopped. Locatello et al. (2019) found that random seeds and
+at 1e-4, the metrics' standard sizes); pass ``--cache DIR`` to keep each finished model and seed and, every
+ten minutes, the training state of the model in progress, so that an interrupted run resumes where it
+stopped. Locatello et al. (2019) found that random seeds and
 hyperparameters matter more than the choice of model; the spread over seeds on the page says how much
 they matter here.
 """
@@ -133,8 +134,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true",
                         help="disentanglement_lib's schedule and metric sizes with MLPs at 32 x 32 (hours; use --cache)")
     parser.add_argument("--cache", default=None,
-                        help="folder that keeps each finished model and seed (parameters, losses, scores); a rerun "
-                             "with the same settings loads them instead of training")
+                        help="folder that keeps each finished model and seed (parameters, losses, scores) and, "
+                             "every ten minutes, the state of the model in training; a rerun with the same settings "
+                             "loads them instead of training, and continues an unfinished model where it stopped")
     parser.add_argument("--image-size", type=int, choices=(32, 64), default=32)
     parser.add_argument("--num-data", type=int, default=None, help="training images (default 10000; --full 100000)")
     parser.add_argument("--network", choices=("mlp", "conv"), default="mlp",

@@ -11,7 +11,8 @@ import pytest
 
 import ppzoo
 from ppzoo.case_studies import digits, shapes
-from ppzoo.case_studies._vae_common import ModelCache, train_family, train_seeds
+from ppzoo.case_studies import _vae_common
+from ppzoo.case_studies._vae_common import Checkpoint, ModelCache, train_family, train_seeds
 from ppzoo.results import read_results
 
 TINY = {"network": "mlp", "batch_size": 16, "latent_dim": 2, "mlp_hidden": (16,)}
@@ -60,6 +61,37 @@ def test_the_cache_resumes_a_run_and_refuses_other_settings(tiny_shapes, tmp_pat
     other = train_family(tiny_shapes, seeds=[0], **{**settings, "steps": 10})["vae"][0]
     assert not other.cached and len(other.losses) == 10
     assert "made with other settings; training again" in capsys.readouterr().out
+
+
+def test_a_run_stopped_mid_model_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_one_ends(
+        tiny_shapes, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_vae_common, "_chunk_size", lambda steps: 10)  # three chunks of the 30 steps
+    settings = dict(names=["vae"], common=TINY, specific={}, steps=30, learning_rate=1e-3, tag="t",
+                    data_settings={"num_data": 100})
+    whole = train_family(tiny_shapes, seeds=[0, 1], **settings)["vae"]
+    cache = ModelCache(tmp_path / "cache", checkpoint_every_s=0.0)  # a checkpoint after every chunk
+    save = Checkpoint.save
+
+    def save_then_stop(self, entry):
+        save(self, entry)
+        raise KeyboardInterrupt  # the run is stopped right after its first checkpoint (step 10)
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_family(tiny_shapes, seeds=[0, 1], cache=cache, **settings)
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["vae-seeds0_1.partial.pkl"]
+    monkeypatch.setattr(Checkpoint, "save", save)
+    resumed = train_family(tiny_shapes, seeds=[0, 1], cache=cache, **settings)["vae"]
+    assert "vae: resumed from vae-seeds0_1.partial.pkl at step 10 of 30" in capsys.readouterr().out
+    # The same compiled chunks on the same saved state and keys: equal to the uninterrupted run, bit for bit.
+    for a, b in zip(whole, resumed):
+        np.testing.assert_array_equal(a.losses, b.losses)
+        jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["vae-seed0.pkl", "vae-seed1.pkl"]  # checkpoint gone
+    # A checkpoint made with other settings is not used.
+    cache.checkpoint("vae", [0], [{"other": 1}]).save({"next_step": 10, "seconds": 0.0, "leaves": [], "losses": None})
+    assert cache.checkpoint("vae", [0], [{"mine": 1}]).load() is None
+    assert "a checkpoint made with other settings; starting from step 0" in capsys.readouterr().out
 
 
 def _per_seed(values: dict[str, list[float]]) -> pd.DataFrame:

@@ -94,6 +94,7 @@ __all__ = [
     "prepare_guide",
     "laplace_start",
     "laplace_warning",
+    "modes_warning",
     "train",
     "guide_draws",
     "draw",
@@ -190,6 +191,14 @@ class SVIOptions(Options):
         Return ``num_draws`` draws resampled by the PSIS weights of ``psis_draws`` guide draws (a corrected
         posterior where k-hat allows it) instead of the guide's own draws. Needs a guide with a density and
         global latents.
+    laplace_starts : int
+        Under ``init="laplace"``: L-BFGS starts besides the prior median, drawn as NumPyro's
+        ``init_to_uniform`` draws them; the MAP is the converged end of highest density, and a second
+        optimum within a factor 100 of its density is a warning (a multimodal posterior, which one Gaussian
+        cannot represent). ``0``: the prior median alone. Measured on posteriordb's Lotka-Volterra: the
+        prior median leads to a local mode 40 nats below the posterior's, which 4 of 8 uniform starts reach
+        (:mod:`ppzoo.inference.laplace`). The starts run in turn inside the Laplace start's one compiled
+        program (on that ODE model 20 s of compiling against 17 s for one start).
     """
 
     steps: int = 2000
@@ -209,6 +218,7 @@ class SVIOptions(Options):
     init: InitName = "auto"
     stop: StopName = "auto"
     tolerance: float = 0.05
+    laplace_starts: int = 8
 
     def __post_init__(self) -> None:
         if self.init not in ("auto", "laplace", "prior"):
@@ -235,9 +245,12 @@ class SVIOptions(Options):
                 f"SVI option `tolerance` must be a positive number; got {self.tolerance!r}. Example: tolerance=0.05 "
                 "(5% of a posterior sd under init='laplace')."
             )
-        for name in ("steps", "num_particles", "num_draws", "chunk_size"):
-            if not isinstance(getattr(self, name), (int, np.integer)):
+        for name in ("steps", "num_particles", "num_draws", "chunk_size", "laplace_starts"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, np.integer)):
                 raise TypeError(f"SVI option `{name}` must be an integer; got {getattr(self, name)!r}.")
+        if self.laplace_starts < 0:
+            raise ValueError(f"SVI option `laplace_starts` must be 0 or more; got {self.laplace_starts!r}. Example: "
+                             "laplace_starts=8 (L-BFGS from the prior median and 8 uniform starts).")
         if isinstance(self.guide, str) and self.guide not in GUIDES:
             raise ValueError(
                 f"SVI option `guide` must be one of {', '.join(map(repr, GUIDES))} or a guide function; "
@@ -778,10 +791,15 @@ def prepare_guide(guide: Callable[..., Any], key: jax.Array, data: Mapping[str, 
     return laplace.layout_of(guide._init_locs)
 
 
-def laplace_start(model: Callable[..., Any], key: jax.Array, data: Mapping[str, Any], layout: Any) -> Any:
-    """The Laplace approximation of ``model(**data)`` from NumPyro's prior-median start, flat in ``layout``."""
+def laplace_start(model: Callable[..., Any], key: jax.Array, data: Mapping[str, Any], layout: Any,
+                  more_starts: int = 0) -> Any:
+    """The Laplace approximation of ``model(**data)`` from NumPyro's prior-median start and ``more_starts``
+    uniform ones (:func:`ppzoo.inference.laplace.laplace`), flat in ``layout``."""
     start, layout = laplace.initial_point(model, data, key, layout=layout)
-    return laplace.laplace(laplace.flat_potential(model, layout, data), start)
+    others = None
+    if more_starts:
+        others = laplace.uniform_starts(jax.random.fold_in(key, 1), more_starts, layout.size, start.dtype)
+    return laplace.laplace(laplace.flat_potential(model, layout, data), start, more_starts=others)
 
 
 def laplace_warning(approximation: Any) -> str | None:
@@ -793,6 +811,21 @@ def laplace_warning(approximation: Any) -> str | None:
         f"gradient norm {float(approximation.grad_norm):.3g}) is not positive definite, so the guide started "
         "from a diagonal scale there instead. The posterior may have no proper mode (a funnel, an unidentified "
         "direction); check the fit against NUTS, or pass init='prior'."
+    )
+
+
+def modes_warning(approximation: Any) -> str | None:
+    """A warning when L-BFGS from several starts found a second optimum within a factor 100 of the MAP's density."""
+    others = laplace.other_modes(approximation)
+    if not others:
+        return None
+    optima = approximation.optima
+    listed = "; ".join(f"{gap:.1f} nats lower, {distance:.1f} posterior sds away" for gap, distance in others[:3])
+    return (
+        f"SVI init='laplace': L-BFGS from {len(optima.values)} starts found {len(others)} other "
+        f"optim{'um' if len(others) == 1 else 'a'} within a factor 100 of the density of the one the guide started "
+        f"at ({listed}). The posterior is likely multimodal, and one Gaussian guide covers one mode: check the fit "
+        "against NUTS (several chains from dispersed starts)."
     )
 
 
@@ -1028,10 +1061,10 @@ def run_svi(
     if plan.init == "laplace":
         laplace_key, init_key = jax.random.split(init_key)
         layout = prepare_guide(guide, init_key, data)
-        approximation = jax.jit(lambda key, arrays: laplace_start(model, key, {**arrays, **static}, layout))(
-            laplace_key, arrays)
+        approximation = jax.jit(lambda key, arrays: laplace_start(model, key, {**arrays, **static}, layout,
+                                                                  options.laplace_starts))(laplace_key, arrays)
         whitened = whiten(model, guide, approximation, layout)
-        notes += [w for w in [laplace_warning(approximation)] if w]
+        notes += [w for w in [laplace_warning(approximation), modes_warning(approximation)] if w]
     converge = plan.stop == "converge"
     svi = make_svi(whitened.model if whitened else model, whitened.guide if whitened else guide, options,
                    decay_every=min(options.chunk_size, options.steps) if converge else None,
@@ -1093,7 +1126,8 @@ def svi_core(
         if plan.init == "laplace":
             laplace_key, init_key = jax.random.split(init_key)
             layout = prepare_guide(guide, init_key, data)
-            whitened = whiten(model, guide, laplace_start(model, laplace_key, data, layout), layout)
+            whitened = whiten(model, guide, laplace_start(model, laplace_key, data, layout, options.laplace_starts),
+                              layout)
         converge = plan.stop == "converge"
         # per trace: SVI keeps the traced model's transforms
         svi = make_svi(whitened.model if whitened else model, whitened.guide if whitened else guide, options,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -12,6 +13,7 @@ from numpyro.distributions import constraints
 import ppzoo
 from ppzoo._runtime import CompileTimer
 from ppzoo.fit import inspect_model
+from ppzoo.inference import laplace
 from ppzoo.inference import svi as svi_engine
 
 #: Coefficient scales of the badly scaled regression: six orders of magnitude.
@@ -150,7 +152,8 @@ def test_auto_picks_laplace_only_for_global_latent_gaussian_guides():
     [("init", "bfgs", r"`init` must be 'auto', 'laplace' or 'prior'; got 'bfgs'"),
      ("stop", "never", r"`stop` must be 'auto', 'converge' or 'max_steps'; got 'never'"),
      ("tolerance", 0.0, r"`tolerance` must be a positive number; got 0.0. Example: tolerance=0.05"),
-     ("tolerance", "tight", r"`tolerance` must be a positive number")],
+     ("tolerance", "tight", r"`tolerance` must be a positive number"),
+     ("laplace_starts", -1, r"`laplace_starts` must be 0 or more; got -1. Example: laplace_starts=8")],
 )
 def test_bad_options_are_refused_before_compiling(option, value, match):
     timer = CompileTimer()
@@ -169,3 +172,46 @@ def test_laplace_on_a_model_it_does_not_fit_is_refused_before_compiling(model, d
     with timer.measure(), pytest.raises(ValueError, match=rf"init='laplace' needs a global-latent model.*{why}.*init='prior'"):
         ppzoo.fit(model, data, engine="svi", init="laplace", guide=guide)
     assert timer.count == 0
+
+
+# ------------------------------------------------------------------ several L-BFGS starts (a multimodal posterior)
+
+
+def _two_modes(minor_weight):
+    """z ~ Normal(0, 10) times a two-component mixture likelihood: a minor mode at 0.2 (nearest the prior median
+    0, where L-BFGS from the median stops) and a major one at 1.8, both of sd 0.3. The density ratio of the
+    two modes is (1 - w) / w, since the components have the same width and barely overlap."""
+
+    def model():
+        z = numpyro.sample("z", dist.Normal(0.0, 10.0))
+        mixture = jnp.logaddexp(jnp.log(minor_weight) + dist.Normal(0.2, 0.3).log_prob(z),
+                                jnp.log1p(-minor_weight) + dist.Normal(1.8, 0.3).log_prob(z))
+        numpyro.factor("likelihood", mixture)
+
+    return model
+
+
+@pytest.mark.parametrize(("minor_weight", "warned"), [(0.3, True), (0.004, False)])
+def test_several_starts_find_the_highest_mode_and_warn_when_another_is_comparable(minor_weight, warned):
+    # Density ratio 2.3 (within the factor 100: a warning) and 249 (beyond it: the minor mode holds < 1% of
+    # the mass, no warning). L-BFGS from the prior median alone ends at the minor mode; with the uniform
+    # starts the Laplace start is the major one, and so are the fit's draws (a Gaussian around 1.8 with sd
+    # ~0.3: |mean - 1.8| < 0.1 is > 10 Monte Carlo sds of the 1000-draw mean, and far from 0.2).
+    model = _two_modes(minor_weight)
+    start, layout = laplace.initial_point(model, {}, jax.random.PRNGKey(0))
+    potential = laplace.flat_potential(model, layout, {})
+    alone = laplace.laplace(potential, start)
+    several = laplace.laplace(potential, start, more_starts=laplace.uniform_starts(jax.random.PRNGKey(1), 8, 1))
+    assert abs(float(alone.loc[0]) - 0.2) < 0.01 and abs(float(several.loc[0]) - 1.8) < 0.01
+    assert int(several.optima.chosen) > 0 and laplace.other_modes(alone) == []
+    gaps = laplace.other_modes(several)
+    if warned:  # the minor mode: log((1 - w) / w) = 0.85 nats lower, (1.8 - 0.2) / 0.3 = 5.3 sds away
+        assert len(gaps) == 1 and abs(gaps[0][0] - np.log(0.7 / 0.3)) < 0.05 and abs(gaps[0][1] - 5.33) < 0.2
+    else:
+        assert gaps == []
+    fit = ppzoo.fit(model, {}, engine="svi", seed=0, guide="auto_normal", psis_draws=0)
+    assert abs(float(np.mean(fit.samples["z"])) - 1.8) < 0.1
+    multimodal = [w for w in fit.warnings if "within a factor 100 of the density" in w]
+    assert bool(multimodal) == warned, fit.warnings
+    if warned:
+        assert "0.8 nats lower, 5.3 posterior sds away" in multimodal[0] and "check the fit against NUTS" in multimodal[0]

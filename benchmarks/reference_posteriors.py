@@ -145,7 +145,7 @@ def run_ppzoo_fit(ref, engine: str, *, seed: int, num_warmup: int, num_samples: 
     Cases in ``INIT_FROM_REFERENCE`` start at the reference posterior's median (``init_strategy``), for
     the reason given there; all others at NumPyro's default random start, or with ``pathfinder_init`` at
     Pathfinder draws (``init_strategy="pathfinder"``). ``pathfinder`` is the Pathfinder engine at its
-    defaults (1000 draws resampled from 4 paths x 1000; its k-hat is the extra ``pareto_k``).
+    defaults (1000 draws resampled from 4 paths x 4000; its k-hat is the extra ``pareto_k``).
     """
     from numpyro.infer import init_to_uniform, init_to_value
 

@@ -215,3 +215,34 @@ def test_several_starts_find_the_highest_mode_and_warn_when_another_is_comparabl
     assert bool(multimodal) == warned, fit.warnings
     if warned:
         assert "0.8 nats lower, 5.3 posterior sds away" in multimodal[0] and "check the fit against NUTS" in multimodal[0]
+
+
+def _correlated(rho):
+    """A correlated bivariate normal posterior: flat prior, the density as a factor."""
+
+    def model():
+        z = numpyro.sample("z", dist.ImproperUniform(constraints.real, (), (2,)))
+        numpyro.factor("density", dist.MultivariateNormal(jnp.zeros(2), jnp.array([[1.0, rho], [rho, 1.0]])).log_prob(z))
+
+    return model
+
+
+def test_a_mean_field_guide_on_a_correlated_posterior_is_warned_before_training():
+    # For a Gaussian the best mean-field sds are 1 / sqrt(H_ii); against the marginal sd 1 that is
+    # sqrt(1 - rho^2): 0.31 at rho = -0.95 (warned, below 0.85), 0.87 at rho = 0.5 (not warned; the
+    # boundary 0.85 is rho = 0.53).
+    def approximation(covariance):
+        tril = jnp.linalg.cholesky(jnp.asarray(covariance))
+        return laplace.Laplace(jnp.zeros(len(tril)), tril, jnp.array(True), jnp.array(0.0), jnp.array(1))
+
+    layout = laplace.Layout(("z",), ((2,),))
+    text = svi_engine.mean_field_warning(approximation([[1.0, -0.95], [-0.95, 1.0]]), layout)
+    assert text.startswith("SVI guide auto_normal is mean-field: at the MAP the posterior's correlations limit its "
+                           "sds to 0.31 of the marginal sds for z[0] (2 of 2 unconstrained coordinates below 0.85)")
+    assert svi_engine.mean_field_warning(approximation([[1.0, 0.5], [0.5, 1.0]]), layout) is None
+    # On a fit: AutoNormal is warned, AutoMultivariateNormal (which holds the correlation) is not.
+    normal = ppzoo.fit(_correlated(-0.95), {}, engine="svi", seed=0, guide="auto_normal", psis_draws=0)
+    mvn = ppzoo.fit(_correlated(-0.95), {}, engine="svi", seed=0, guide="auto_mvn", psis_draws=0)
+    assert any("is mean-field" in w and "0.31 of the marginal sds" in w for w in normal.warnings), normal.warnings
+    assert not any("is mean-field" in w for w in mvn.warnings)
+    assert np.std(normal.samples["z"][..., 0]) < 0.45  # the guide's sds are indeed too small (~0.31)

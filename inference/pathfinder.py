@@ -266,7 +266,7 @@ def pathfinder_draws(
             position, lp = pool, log_p
         draws = jax.vmap(info.postprocess_fn)(position)
         extras = {"log_ratios": log_ratios, "lp": lp, "position": position, "iterations": steps,
-                  "elbo": states.elbo}
+                  "elbo": states.elbo, "pool": jax.vmap(lambda x: ravel_pytree(x)[0])(pool)}
         return draws, extras
 
     return run

@@ -55,6 +55,8 @@ __all__ = [
     "smooth",
     "weights_ess",
     "diagnose",
+    "joint_ratios",
+    "joint_result",
     "resample",
     "mode_of",
     "has_density",
@@ -145,6 +147,10 @@ class PSISResult:
 #: asymptotic k (median 0.77-0.81 for k = 0.91). So an encoder whose items all sit near 0.5 puts a few percent
 #: of them above 0.7 by noise alone; one whose estimates centre near 0.6 puts ~25% above and is flagged.
 ITEM_SHARE = 0.1
+
+
+#: :func:`skip_reason` for ``psis_draws=0``.
+TURNED_OFF = "psis_draws=0 turned the diagnostic off"
 
 
 #: Log ratios that all lie within this of each other are treated as constant by :func:`smooth`.
@@ -265,7 +271,7 @@ def skip_reason(guide: Callable[..., Any], params: Mapping[str, Any], data: Mapp
     """Why :func:`diagnose_fit` runs no diagnostic on this guide, in words for the report's n/a line, or
     ``None`` when it runs one."""
     if psis_draws == 0:
-        return "psis_draws=0 turned the diagnostic off"
+        return TURNED_OFF
     if not has_density(guide):
         return "the guide is a point estimate (AutoDelta): its log q is 0 whatever the value"
     sites = point_estimate_sites(guide, params, data)
@@ -403,9 +409,22 @@ def diagnose(
                           left_out=tuple(sorted(n_ for n_ in left_out)))
 
     names = list(return_sites or [])
+    ratios = jax.jit(lambda keys, params, arrays: joint_ratios(model, guide, params, keys, {**arrays, **static}, names))(
+        keys, params, arrays)
+    return joint_result(*ratios, num_draws=num_draws, names=names)
 
-    def joint(key, params, arrays):
-        model_trace, guide_trace = _traces(model, guide, params, key, {**arrays, **static})
+
+def joint_ratios(model: Callable[..., Any], guide: Callable[..., Any], params: Mapping[str, Any], keys: jax.Array,
+                 data: Mapping[str, Any], names: list[str]) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    r"""The traceable half of a ``"joint"`` diagnostic: for each key of ``keys``, one guide draw's log ratio
+    :math:`\log p(x, z) - \log q(z)`, its :math:`\log p(x, z)` and the values of the sites ``names``.
+
+    One vmap over all draws: a lax.map in batches compiled 1.7x slower for a small model (the draws of
+    global latents and their log densities are small). :func:`joint_result` smooths them on the host.
+    """
+
+    def joint(key):
+        model_trace, guide_trace = _traces(model, guide, params, key, data)
         log_p = sum(_log_prob(s, scaled=True).sum() for s in _sample_sites(model_trace).values())
         log_q = sum(_log_prob(s, scaled=True).sum() for s in _sample_sites(guide_trace).values())
         values = {}
@@ -415,9 +434,12 @@ def diagnose(
                 values[name] = site["value"]
         return log_p - log_q, log_p, values
 
-    # One vmap over all draws: a lax.map in batches compiled 1.7x slower for a small model (the draws of
-    # global latents and their log densities are small).
-    ratios, log_p, values = jax.jit(jax.vmap(joint, in_axes=(0, None, None)))(keys, params, arrays)
+    return jax.vmap(joint)(keys)
+
+
+def joint_result(ratios: Any, log_p: Any, values: Mapping[str, Any], *, num_draws: int,
+                 names: list[str]) -> PSISResult:
+    """The host half of a ``"joint"`` diagnostic: ArviZ's smoothing of :func:`joint_ratios`' output."""
     log_weights, khat = smooth(np.asarray(ratios))
     return PSISResult("joint", float(khat), float(weights_ess(log_weights)), num_draws,
                       log_weights=log_weights, draws={k: np.asarray(v) for k, v in values.items()} if names else None,
@@ -563,6 +585,14 @@ def diagnose_fit(
     diagnose_key, resample_key = jax.random.split(key)
     result = diagnose(model, guide, params, diagnose_key, data, num_draws=psis_draws, num_items=psis_items,
                       return_sites=names if importance_resample else None)
+    return fit_outcome(result, resample_key, importance_resample=importance_resample, num_draws=num_draws)
+
+
+def fit_outcome(result: PSISResult, resample_key: jax.Array, *, importance_resample: bool,
+                num_draws: int) -> tuple[dict[str, Any], tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None,
+                                         list[str]]:
+    """:func:`diagnose_fit`'s return value from a finished diagnostic: its warning and, if asked, the
+    ``num_draws`` draws resampled with ``resample_key``."""
     warning = warning_of(result)
     resampled = None
     if importance_resample:

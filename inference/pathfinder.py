@@ -60,7 +60,7 @@ from numpyro.infer import init_to_uniform
 from numpyro.infer.util import ModelInfo, ParamInfo, initialize_model
 
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
-from ppzoo.inference.psis import K_THRESHOLD, PSISResult, smooth, weights_ess
+from ppzoo.inference.psis import K_THRESHOLD, PSISResult, moment_pareto_k, moment_warning, smooth, weights_ess
 
 __all__ = [
     "PathfinderOptions",
@@ -266,7 +266,9 @@ def pathfinder_draws(
             position, lp = pool, log_p
         draws = jax.vmap(info.postprocess_fn)(position)
         extras = {"log_ratios": log_ratios, "lp": lp, "position": position, "iterations": steps,
-                  "elbo": states.elbo, "pool": jax.vmap(lambda x: ravel_pytree(x)[0])(pool)}
+                  "elbo": states.elbo}
+        if options.importance_resample:
+            extras["pool_draws"] = jax.vmap(info.postprocess_fn)(pool)  # for the weighted moments' k-hat
         return draws, extras
 
     return run
@@ -281,6 +283,8 @@ def _warnings(extras: Mapping[str, np.ndarray], psis: PSISResult, options: Pathf
             f"(> {K_THRESHOLD}; ESS of the importance weights {psis.ess:.0f} of {psis.num_draws}): its draws "
             "may be far from the posterior; use NUTS (init_strategy='pathfinder' starts it from these draws)"
         )
+    elif psis.moment_k is not None and psis.moment_k > K_THRESHOLD:
+        out.append(moment_warning(psis, "Pathfinder's importance-resampled draws"))
     stuck = [int(i) for i in np.flatnonzero(np.asarray(extras["iterations"]) >= options.maxiter)]
     if stuck:
         out.append(
@@ -320,8 +324,10 @@ def run_pathfinder(
     fn = pathfinder_draws(model, options)
     draws, extras = jax.device_get(jax.jit(lambda key, arrays: fn(key, {**arrays, **static}))(key, arrays))
     log_weights, khat = smooth(np.asarray(extras["log_ratios"]))
+    moment_k, moment_at = (moment_pareto_k(extras["log_ratios"], extras["pool_draws"])
+                           if options.importance_resample else (None, None))
     psis = PSISResult("joint", float(khat), float(weights_ess(log_weights)), int(log_weights.size),
-                      log_weights=log_weights)
+                      log_weights=log_weights, moment_k=moment_k, moment_at=moment_at)
     samples = {k: np.asarray(v)[None] for k, v in draws.items()}
     stats = {"lp": np.asarray(extras["lp"])[None]}
     return EngineResult(samples, stats, None, None, _warnings(extras, psis, options, samples), {"psis": psis})

@@ -570,6 +570,9 @@ def psis_check(fit: Fit, label: str | None = None) -> Check:
         resampled = bool(fit.options.get("importance_resample"))
         verdict = (f"Pareto k-hat {result.pareto_k:.2f} of log p(x, z) - log q(z) over {result.num_draws} guide draws, "
                    f"ESS of the smoothed weights {result.ess:.0f} ({cite})")
+        if result.moment_k is not None:
+            verdict += (f"; largest k-hat of the weighted means and variances {result.moment_k:.2f} "
+                        f"({result.moment_at}; Vehtari et al. 2024)")
         if result.reliable:
             verdict += ("; the draws were importance-resampled by these weights." if resampled else
                         "; the guide is close enough to the posterior to be used, or importance-resampled.")

@@ -60,7 +60,8 @@ from numpyro.infer import init_to_uniform
 from numpyro.infer.util import ModelInfo, ParamInfo, initialize_model
 
 from ppzoo.inference._base import Engine, EngineResult, Options, split_data, validate_positive
-from ppzoo.inference.psis import K_THRESHOLD, PSISResult, moment_pareto_k, moment_warning, smooth, weights_ess
+from ppzoo.inference.psis import (K_THRESHOLD, PSISResult, moment_pareto_k, moment_sites, moment_warning, smooth,
+                                  weights_ess)
 
 __all__ = [
     "PathfinderOptions",
@@ -324,8 +325,8 @@ def run_pathfinder(
     fn = pathfinder_draws(model, options)
     draws, extras = jax.device_get(jax.jit(lambda key, arrays: fn(key, {**arrays, **static}))(key, arrays))
     log_weights, khat = smooth(np.asarray(extras["log_ratios"]))
-    moment_k, moment_at = (moment_pareto_k(extras["log_ratios"], extras["pool_draws"])
-                           if options.importance_resample else (None, None))
+    moments = {k: v for k, v in extras.get("pool_draws", {}).items() if k in moment_sites(sites)}
+    moment_k, moment_at = moment_pareto_k(extras["log_ratios"], moments) if moments else (None, None)
     psis = PSISResult("joint", float(khat), float(weights_ess(log_weights)), int(log_weights.size),
                       log_weights=log_weights, moment_k=moment_k, moment_at=moment_at)
     samples = {k: np.asarray(v)[None] for k, v in draws.items()}

@@ -64,6 +64,7 @@ __all__ = [
     "skip_reason",
     "warning_of",
     "moment_warning",
+    "moment_sites",
     "DATA_PLATE",
     "ITEM_SHARE",
     "diagnose_fit",
@@ -109,9 +110,9 @@ class PSISResult:
     left_out : tuple of str
         ``numpyro.factor`` sites outside the plate, not counted per item.
     moment_k, moment_at : float or None, str or None
-        ``"joint"``, where the fit's draws are importance-resampled (Pathfinder, SVI with
-        ``importance_resample``): the largest :math:`\\hat k` of the weighted means and variances of the
-        scalars (:func:`moment_pareto_k`) and the scalar it belongs to; ``None`` otherwise.
+        ``"joint"`` diagnostics of a fit (SVI, Pathfinder): the largest :math:`\\hat k` of the weighted means
+        and variances of the global latent scalars (:func:`moment_pareto_k`) and the scalar it belongs to;
+        ``None`` otherwise.
     """
 
     mode: Mode
@@ -396,6 +397,7 @@ def diagnose(
     num_draws: int = 1000,
     num_items: int = 256,
     return_sites: list[str] | None = None,
+    moment_sites: list[str] | None = None,
     batch_size: int = 64,
 ) -> PSISResult:
     """The PSIS diagnostic of ``guide`` (fitted: ``params``) for ``model(**data)``.
@@ -416,6 +418,9 @@ def diagnose(
         ``"per_datum"``: how many data items to diagnose.
     return_sites : list of str, optional
         ``"joint"``: sites whose draws to keep in ``PSISResult.draws`` (for :func:`resample`).
+    moment_sites : list of str, optional
+        ``"joint"``: sites whose weighted means and variances get the k-hat :func:`moment_pareto_k`
+        (``PSISResult.moment_k``).
     batch_size : int
         ``"per_datum"``: at most this many draws evaluated at once (memory: draws x items x data size).
 
@@ -466,9 +471,11 @@ def diagnose(
                           left_out=tuple(sorted(n_ for n_ in left_out)))
 
     names = list(return_sites or [])
-    ratios = jax.jit(lambda keys, params, arrays: joint_ratios(model, guide, params, keys, {**arrays, **static}, names))(
-        keys, params, arrays)
-    return joint_result(*ratios, num_draws=num_draws, names=names)
+    moments = list(moment_sites or [])
+    wanted = names + [n for n in moments if n not in names]
+    ratios = jax.jit(lambda keys, params, arrays: joint_ratios(model, guide, params, keys, {**arrays, **static},
+                                                               wanted))(keys, params, arrays)
+    return joint_result(*ratios, num_draws=num_draws, names=names, moment_sites=moments)
 
 
 def joint_ratios(model: Callable[..., Any], guide: Callable[..., Any], params: Mapping[str, Any], keys: jax.Array,
@@ -495,11 +502,13 @@ def joint_ratios(model: Callable[..., Any], guide: Callable[..., Any], params: M
 
 
 def joint_result(ratios: Any, log_p: Any, values: Mapping[str, Any], *, num_draws: int,
-                 names: list[str]) -> PSISResult:
-    """The host half of a ``"joint"`` diagnostic: ArviZ's smoothing of :func:`joint_ratios`' output."""
+                 names: list[str], moment_sites: list[str] | None = None) -> PSISResult:
+    """The host half of a ``"joint"`` diagnostic: ArviZ's smoothing of :func:`joint_ratios`' output; the draws
+    of ``names`` kept, and the k-hat of the weighted moments of ``moment_sites``."""
     log_weights, khat = smooth(np.asarray(ratios))
-    draws = {k: np.asarray(v) for k, v in values.items()} if names else None
-    moment_k, moment_at = moment_pareto_k(ratios, draws) if draws else (None, None)
+    draws = {k: np.asarray(values[k]) for k in names if k in values} if names else None
+    moment_values = {k: np.asarray(values[k]) for k in moment_sites or [] if k in values}
+    moment_k, moment_at = moment_pareto_k(ratios, moment_values) if moment_values else (None, None)
     return PSISResult("joint", float(khat), float(weights_ess(log_weights)), num_draws,
                       log_weights=log_weights, draws=draws, log_joint=np.asarray(log_p), moment_k=moment_k,
                       moment_at=moment_at)
@@ -580,7 +589,7 @@ def warning_of(result: PSISResult) -> str | None:
     if result.reliable:
         return None
     if result.mode == "joint" and result.pareto_k <= K_THRESHOLD:
-        return moment_warning(result, "the importance-resampled draws")
+        return moment_warning(result, "the fit's draws")
     if result.mode == "joint":
         return (f"the variational approximation is unreliable for this posterior: Pareto k = {result.pareto_k:.2f} "
                 f"(> {K_THRESHOLD}; ESS of the importance weights {result.ess:.0f} of {result.num_draws}), use NUTS "
@@ -594,9 +603,10 @@ def warning_of(result: PSISResult) -> str | None:
 def moment_warning(result: PSISResult, what: str) -> str:
     """The warning for weighted draws whose ratios pass but whose means or variances do not
     (:attr:`PSISResult.moment_k` above :data:`K_THRESHOLD`)."""
-    return (f"{what} do not estimate every posterior mean and sd reliably: the Pareto k of the weighted "
-            f"deviations is {result.moment_k:.2f} for {result.moment_at} (> {K_THRESHOLD}; the ratios' own k is "
-            f"{result.pareto_k:.2f}), so its sd rests on a few heavy draws; compare with NUTS")
+    return (f"importance weights cannot confirm every posterior mean and sd of {what}: the Pareto k of the "
+            f"weighted deviations is {result.moment_k:.2f} for {result.moment_at} (> {K_THRESHOLD}; the ratios' own k "
+            f"is {result.pareto_k:.2f}), so that scalar's mean and sd rest on a few heavy draws and may be off (often "
+            "an sd too small); compare with NUTS")
 
 
 def check_resample(guide: Callable[..., Any], sites: Any) -> None:
@@ -653,8 +663,14 @@ def diagnose_fit(
     names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
     diagnose_key, resample_key = jax.random.split(key)
     result = diagnose(model, guide, params, diagnose_key, data, num_draws=psis_draws, num_items=psis_items,
-                      return_sites=names if importance_resample else None)
+                      return_sites=names if importance_resample else None, moment_sites=moment_sites(sites))
     return fit_outcome(result, resample_key, importance_resample=importance_resample, num_draws=num_draws)
+
+
+def moment_sites(sites: Any) -> list[str]:
+    """The latent sites whose weighted moments get :func:`moment_pareto_k`: those outside the plate ``"data"``
+    (the global parameters a fit is judged on; per-datum latents can number thousands, each a PSIS fit)."""
+    return [name for name in sites.latent if DATA_PLATE not in sites.dims.get(name, ())]
 
 
 def fit_outcome(result: PSISResult, resample_key: jax.Array, *, importance_resample: bool,

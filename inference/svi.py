@@ -1255,8 +1255,9 @@ def run_global(
         ratios = None
         if options.psis_draws:
             draws_key, _ = jax.random.split(diagnose_key)
+            wanted = names if options.importance_resample else psis.moment_sites(sites)
             ratios = psis.joint_ratios(model, guide, params, jax.random.split(draws_key, options.psis_draws), full,
-                                       names if options.importance_resample else [])
+                                       wanted)
         draws = None if options.importance_resample else traced_draws(model, guide, params, draw_key, full, sites,
                                                                       options.num_draws)
         return GlobalRun(params, approximation, losses, done, done - chunk, carry.failed, record, ratios, draws)
@@ -1280,7 +1281,8 @@ def run_global(
     else:
         _, resample_key = jax.random.split(jax.random.fold_in(jax.random.split(key, 3)[2], 1))  # as diagnose_fit's
         result = psis.joint_result(*out.psis, num_draws=options.psis_draws,
-                                   names=names if options.importance_resample else [])
+                                   names=names if options.importance_resample else [],
+                                   moment_sites=psis.moment_sites(sites))
         diagnostics, resampled, psis_warnings = psis.fit_outcome(
             result, resample_key, importance_resample=options.importance_resample, num_draws=options.num_draws)
     samples, stats = resampled or host_draws(*out.draws)

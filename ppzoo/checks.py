@@ -576,6 +576,9 @@ def psis_check(fit: Fit, label: str | None = None) -> Check:
         if result.reliable:
             verdict += ("; the draws were importance-resampled by these weights." if resampled else
                         "; the guide is close enough to the posterior to be used, or importance-resampled.")
+        elif result.pareto_k <= psis.K_THRESHOLD:
+            verdict += (f"; the weights cannot confirm the mean and sd of {result.moment_at}, which may be off "
+                        "(often an sd too small): compare with NUTS.")
         else:
             verdict += ("; the approximation is unreliable for this posterior" +
                         (" even after importance resampling" if resampled else "") + ": use NUTS" +

@@ -1211,7 +1211,6 @@ def run_global(
     """
     arrays, static = split_data(data)
     chunk, total = min(options.chunk_size, options.steps), options.steps
-    num_chunks = -(-total // chunk)
     names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
     found: dict[str, Any] = {}
 
@@ -1227,28 +1226,8 @@ def run_global(
         found["diagonal"] = whitened.diagonal
         svi = make_svi(whitened.model, whitened.guide, options, decay_every=chunk, sticking=True)
         state, _ = init_state(svi, None, init_key, full)
-        guarded = guarded_step(tracked_step(make_step(svi, None, static, None), svi, chunk), total)
-
-        def run_chunk(loop):
-            carry, record, start, losses = loop
-            carry, chunk_losses = jax.lax.scan(lambda c, index: guarded(c, index, arrays), carry,
-                                               start + jnp.arange(chunk))
-            done = start + chunk
-            # As train(): the rule is checked at the end of an epoch of whole, good steps.
-            epoch_end = (done <= total) & (((done // chunk + 1) & (done // chunk)) == 0)
-            checked = check_epoch(carry.state, record, options.tolerance)
-            record = jax.tree.map(lambda new, old: jnp.where(epoch_end & ~carry.failed, new, old), checked, record)
-            return carry, record, done, jax.lax.dynamic_update_slice(losses, chunk_losses.astype(losses.dtype), (start,))
-
-        def going(loop):
-            carry, record, start, _ = loop
-            return (start < total) & ~carry.failed & ~record.converged
-
-        state = init_tracker(svi, state)
-        losses = jnp.full((num_chunks * chunk,), jnp.nan, jnp.result_type(float))
-        start = (GuardCarry(state, state, jnp.array(False)), no_convergence(svi, state), jnp.zeros((), jnp.int32),
-                 losses)
-        carry, record, done, losses = jax.lax.while_loop(going, run_chunk, start)
+        step = make_step(svi, None, static, None)
+        carry, record, done, losses = converge_in_chunks(svi, step, init_tracker(svi, state), arrays, options)
         params = unwhiten(whitened, guide, final_params(svi, carry.state))
         psis_key = jax.random.fold_in(draw_key, 1)
         diagnose_key, _ = jax.random.split(psis_key)
@@ -1333,7 +1312,7 @@ def svi_core(
             )
             params = final_params(svi, carry.state)
         else:
-            carry, _ = converge_in_chunks(svi, step, init_tracker(svi, state), arrays, options)
+            carry, *_ = converge_in_chunks(svi, step, init_tracker(svi, state), arrays, options)
             params = final_params(svi, carry.state)
         if whitened is not None:
             params = unwhiten(whitened, guide, params)
@@ -1343,30 +1322,36 @@ def svi_core(
 
 
 def converge_in_chunks(svi: SVI, step: Step, state: TrainState, arrays: Arrays,
-                       options: SVIOptions) -> tuple[GuardCarry, Convergence]:
+                       options: SVIOptions) -> tuple[GuardCarry, Convergence, jax.Array, jax.Array]:
     """:func:`train` with ``converge=True`` as one traced ``lax.while_loop``: guarded chunks, each followed by
-    :func:`check_epoch` after each epoch, until the rule is met, a step fails or ``options.steps`` steps ran."""
+    :func:`check_epoch` after each epoch, until the rule is met, a step fails or ``options.steps`` steps ran.
+
+    Returns the last carry, the stop rule's record, the steps run (whole chunks: may pass ``options.steps`` in a
+    last, partial chunk, whose extra steps the guard skipped) and the loss of every step run, NaN after them
+    (``(chunks * chunk_size,)``).
+    """
     chunk, total = min(options.chunk_size, options.steps), options.steps
     guarded = guarded_step(tracked_step(step, svi, chunk), total)
 
     def run_chunk(loop):
-        carry, record, start = loop
-        carry, _ = jax.lax.scan(lambda c, index: guarded(c, index, arrays), carry, start + jnp.arange(chunk))
+        carry, record, start, losses = loop
+        carry, chunk_losses = jax.lax.scan(lambda c, index: guarded(c, index, arrays), carry, start + jnp.arange(chunk))
         done = start + chunk
         q = done // chunk + 1
-        epoch_end = (q & (q - 1)) == 0
+        # As train(): the rule is checked at the end of an epoch of whole, good steps.
+        epoch_end = (done <= total) & ((q & (q - 1)) == 0)
         checked = check_epoch(carry.state, record, options.tolerance)
-        # train() checks only whole epochs of good steps: a failed chunk ends the loop with the record as it was.
         record = jax.tree.map(lambda new, old: jnp.where(epoch_end & ~carry.failed, new, old), checked, record)
-        return carry, record, done
+        return carry, record, done, jax.lax.dynamic_update_slice(losses, chunk_losses.astype(losses.dtype), (start,))
 
     def going(loop):
-        carry, record, start = loop
+        carry, record, start, _ = loop
         return (start < total) & ~carry.failed & ~record.converged
 
-    start = (GuardCarry(state, state, jnp.array(False)), no_convergence(svi, state), jnp.zeros((), jnp.int32))
-    carry, record, _ = jax.lax.while_loop(going, run_chunk, start)
-    return carry, record
+    losses = jnp.full((-(-total // chunk) * chunk,), jnp.nan, jnp.result_type(float))
+    start = (GuardCarry(state, state, jnp.array(False)), no_convergence(svi, state), jnp.zeros((), jnp.int32), losses)
+    carry, record, done, losses = jax.lax.while_loop(going, run_chunk, start)
+    return carry, record, done, losses
 
 
 def _num_draws(options: SVIOptions) -> int:

@@ -65,6 +65,8 @@ __all__ = [
     "warning_of",
     "moment_warning",
     "moment_sites",
+    "drawn_sites",
+    "all_per_datum",
     "DATA_PLATE",
     "ITEM_SHARE",
     "diagnose_fit",
@@ -625,7 +627,7 @@ def check_resample(guide: Callable[..., Any], sites: Any) -> None:
             "(auto_delta): there are no importance weights. Use guide='auto_normal' or 'auto_mvn'."
         )
     latent = list(sites.latent)
-    if latent and all(DATA_PLATE in sites.dims.get(name, ()) for name in latent):
+    if all_per_datum(sites):
         raise ValueError(
             f"SVI option importance_resample=True resamples whole posterior draws, but every latent site of this model "
             f"({', '.join(latent)}) is a per-datum latent in the plate {DATA_PLATE!r} (an amortized guide): each item "
@@ -660,11 +662,22 @@ def diagnose_fit(
     reason = skip_reason(guide, params, data, psis_draws)
     if reason is not None:
         return {"psis_skipped": reason}, None, []
-    names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
+    names = drawn_sites(sites)
     diagnose_key, resample_key = jax.random.split(key)
     result = diagnose(model, guide, params, diagnose_key, data, num_draws=psis_draws, num_items=psis_items,
                       return_sites=names if importance_resample else None, moment_sites=moment_sites(sites))
     return fit_outcome(result, resample_key, importance_resample=importance_resample, num_draws=num_draws)
+
+
+def drawn_sites(sites: Any) -> list[str]:
+    """The sites a fit draws: its latent sites, then its deterministic ones."""
+    return list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
+
+
+def all_per_datum(sites: Any) -> bool:
+    """Whether the model has latent sites and every one is a per-datum latent in the plate ``"data"``."""
+    latent = list(sites.latent)
+    return bool(latent) and all(DATA_PLATE in sites.dims.get(name, ()) for name in latent)
 
 
 def moment_sites(sites: Any) -> list[str]:

@@ -1065,7 +1065,7 @@ def traced_draws(
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """:func:`draw`'s traceable part: the draws ``(num_draws, *shape)`` and their log joint ``(num_draws,)``."""
     latent = list(sites.latent)
-    names = latent + [s for s in sites.deterministic if s not in latent]
+    names = psis.drawn_sites(sites)
     draws = guide_draws(model, guide, params, key, data, names, num_draws)
     latent_draws = {k: draws[k] for k in latent if k in draws}
 
@@ -1169,8 +1169,7 @@ def in_one_program(model: Callable[..., Any], options: SVIOptions, plan: Plan, s
     program builds its own guide while tracing, and any object set up there would keep tracers.
     """
     built_here = isinstance(options.guide, str) or (options.guide is None and not hasattr(model, "make_guide"))
-    latent = list(sites.latent)
-    per_datum = bool(latent) and all(psis.DATA_PLATE in sites.dims.get(name, ()) for name in latent)
+    per_datum = psis.all_per_datum(sites)
     return (plan.init == "laplace" and plan.stop == "converge" and built_here and not options.progress_bar
             and options.data_devices in (None, 1) and options.step_loop != "python"
             and not (per_datum and options.guide != "auto_mvn"))
@@ -1211,7 +1210,7 @@ def run_global(
     """
     arrays, static = split_data(data)
     chunk, total = min(options.chunk_size, options.steps), options.steps
-    names = list(sites.latent) + [s for s in sites.deterministic if s not in sites.latent]
+    names = psis.drawn_sites(sites)
     found: dict[str, Any] = {}
 
     def program(key: jax.Array, arrays: Arrays) -> GlobalRun:
